@@ -1,0 +1,22 @@
+#!/bin/sh
+# Install the Debian packages clustermgr needs to build, run and test, when any is missing.
+# Safe to run repeatedly: it only calls apt-get when something is absent.
+set -eu
+
+PKGS="build-essential pkg-config libraft-dev libuv1-dev libmicrohttpd-dev libcurl4-openssl-dev \
+libjson-c-dev zlib1g-dev libcmocka-dev python3 python3-pytest python3-requests curl"
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+if [ -n "$missing" ]; then
+    echo "installing:$missing"
+    if [ "$(id -u)" != "0" ]; then SUDO=sudo; else SUDO=; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086
+    $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi

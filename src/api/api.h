@@ -1,0 +1,39 @@
+/*
+ * Route handlers, one file per domain. Parsers (`parse_*`) run on HTTP threads and see only the
+ * request and the immutable config; handlers (`h_*`) run on the loop and own the state.
+ */
+#ifndef CM_API_H
+#define CM_API_H
+
+#include "../http/args.h"
+#include "../http/errors.h"
+#include "../http/job.h"
+#include "../http/router.h"
+#include "../raft/node.h"
+
+/* config.c */
+int parse_config_set(struct cm_job *j);
+void h_config_set(struct cm_job *j);
+int parse_config_key(struct cm_job *j);
+void h_config_get(struct cm_job *j);
+void h_config_delete(struct cm_job *j);
+void h_config_list(struct cm_job *j);
+
+/* member.c */
+int parse_member_add(struct cm_job *j);
+void h_member_add(struct cm_job *j);
+int parse_peer_id(struct cm_job *j);
+void h_member_remove(struct cm_job *j);
+void h_member_promote(struct cm_job *j);
+void h_leadership_transfer(struct cm_job *j);
+
+/* stat.c */
+void h_stat(struct cm_job *j);
+void h_readindex(struct cm_job *j);
+void h_livez(struct cm_job *j);
+void h_readyz(struct cm_job *j);
+
+/* Shared by parsers: the immutable config of the node that runs the HTTP server. */
+const struct cm_config *cm_job_cfg(struct cm_job *j);
+
+#endif

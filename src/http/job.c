@@ -1,0 +1,113 @@
+/* Job helpers that do not depend on the loop; see job.h. */
+#include "job.h"
+
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/json.h"
+#include "errors.h"
+
+void cm_jlist_push(struct cm_jlist *l, struct cm_job *j)
+{
+    j->wlist = l;
+    j->wnext = NULL;
+    j->wprev = l->tail;
+    if (l->tail)
+        l->tail->wnext = j;
+    else
+        l->head = j;
+    l->tail = j;
+    l->n++;
+}
+
+void cm_jlist_remove(struct cm_job *j)
+{
+    struct cm_jlist *l = j->wlist;
+    if (l == NULL)
+        return;
+    if (j->wprev)
+        j->wprev->wnext = j->wnext;
+    else
+        l->head = j->wnext;
+    if (j->wnext)
+        j->wnext->wprev = j->wprev;
+    else
+        l->tail = j->wprev;
+    l->n--;
+    j->wlist = NULL;
+    j->wprev = j->wnext = NULL;
+}
+
+struct cm_job *cm_jlist_pop(struct cm_jlist *l)
+{
+    struct cm_job *j = l->head;
+    if (j)
+        cm_jlist_remove(j);
+    return j;
+}
+
+void cm_jlist_splice(struct cm_jlist *to, struct cm_jlist *from)
+{
+    struct cm_job *j;
+    while ((j = cm_jlist_pop(from)) != NULL)
+        cm_jlist_push(to, j);
+}
+
+const char *cm_job_query_raw(const struct cm_job *j, const char *name, bool *present)
+{
+    for (size_t i = 0; i < j->n_qargs; i++)
+        if (strcmp(j->qargs[i].key, name) == 0) {
+            if (present)
+                *present = true;
+            return j->qargs[i].value;
+        }
+    if (present)
+        *present = false;
+    return NULL;
+}
+
+const char *cm_job_query(const struct cm_job *j, const char *name)
+{
+    const char *v = cm_job_query_raw(j, name, NULL);
+    return (v == NULL || v[0] == '\0') ? NULL : v;
+}
+
+void cm_job_add_header(struct cm_job *j, const char *name, const char *value)
+{
+    if (j->n_hdrs >= CM_JOB_MAX_HDRS)
+        return;
+    j->hdrs[j->n_hdrs].name = name;
+    j->hdrs[j->n_hdrs].value = cm_strdup(value);
+    j->n_hdrs++;
+}
+
+void cm_job_set_response(struct cm_job *j, int status, const char *ctype, char *body, size_t len)
+{
+    free(j->resp);
+    j->status = status;
+    j->resp_ctype = ctype;
+    j->resp = body;
+    j->resp_len = body ? len : 0;
+}
+
+void cm_job_set_error(struct cm_job *j, int status, const char *msg, const char *code)
+{
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "error", json_object_new_string(msg));
+    if (code)
+        json_object_object_add(o, "code", json_object_new_string(code));
+    size_t len;
+    char *s = cm_json_render_put(o, &len);
+    cm_job_set_response(j, status, "application/json", s, len);
+}
+
+void cm_job_set_code(struct cm_job *j, int code)
+{
+    const char *msg = cm_err_message(code);
+    int status = cm_err_status(code);
+    if (code == CM_ERR_UNEXPECTED)
+        cm_job_set_error(j, status, msg, "InternalServerError");
+    else
+        cm_job_set_error(j, status, msg ? msg : "error", NULL);
+}

@@ -1,0 +1,119 @@
+/*
+ * A job is one HTTP request on its way through the node.
+ *
+ * Life cycle: an HTTP thread creates it, reads the body, parses the arguments (route->parse) and
+ * either answers at once (bad input, routes served on the HTTP thread) or suspends the connection
+ * and hands the job to the loop (cm_node_submit). On the loop the job waits in at most one place
+ * at a time -- a waiting list, a raft proposal, a forwarded request, a blobnode call -- until a
+ * reply function (cm_reply_*) fills the response, detaches it from wherever it waited and resumes
+ * the connection. After that the loop never touches the job again; the HTTP thread sends the
+ * response and frees the job when the request completes.
+ */
+#ifndef CM_JOB_H
+#define CM_JOB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../util/buf.h"
+
+struct MHD_Connection;
+struct cm_route;
+struct cm_jlist;
+struct cm_http;
+struct cm_node;
+
+enum cm_method { CM_GET = 1, CM_POST = 2, CM_PUT = 4, CM_DELETE = 8, CM_HEAD = 16 };
+
+struct cm_qarg {
+    char *key;
+    char *value; /* NULL when given without '=' */
+};
+
+struct cm_hdr {
+    const char *name;
+    char *value;
+};
+
+#define CM_JOB_MAX_HDRS 4
+
+enum cm_job_state { CM_JOB_NEW = 0, CM_JOB_RECEIVING, CM_JOB_IN_LOOP, CM_JOB_REPLIED };
+
+struct cm_job {
+    /* request, immutable once the job reached the loop */
+    struct MHD_Connection *conn;
+    struct cm_http *http;
+    struct cm_node *node;
+    const struct cm_route *route;
+    int method;
+    char *uri;  /* raw request target, path and query, as sent */
+    char *path; /* decoded path */
+    struct cm_qarg *qargs;
+    size_t n_qargs;
+    struct cm_buf body;
+    bool body_too_large;
+    char peer_ip[64];   /* TCP peer */
+    char client_ip[64]; /* caller identity of spec §4.6.1 */
+    char *xff;          /* X-Forwarded-For as received */
+    char *auth_token;   /* BLOB-STORE-AUTH-TOKEN as received */
+    char *req_id_hdr;   /* X-Request-Id as received, for the logs */
+    bool stale;         /* ?stale=true or X-Clustermgr-Stale: 1 */
+    bool internal;      /* node-to-node request */
+    int hops;           /* X-Clustermgr-Hops: forwards so far */
+    void *args;         /* parsed arguments, owned */
+    void (*args_free)(void *);
+    uint64_t start_us;
+    uint64_t id;
+
+    /* response */
+    int status;
+    char *resp;
+    size_t resp_len;
+    const char *resp_ctype;
+    struct cm_hdr hdrs[CM_JOB_MAX_HDRS];
+    int n_hdrs;
+    /* a streamed body instead of resp: called from the HTTP thread */
+    void *stream;
+    long (*stream_read)(void *stream, uint64_t pos, char *buf, size_t max);
+    void (*stream_free)(void *stream);
+
+    /* loop side */
+    enum cm_job_state state;
+    struct cm_job *qnext;  /* incoming queue */
+    struct cm_job *wprev, *wnext;
+    struct cm_jlist *wlist; /* the waiting list the job is on, if any */
+    struct cm_job *aprev, *anext; /* all jobs in the loop, oldest first (deadlines) */
+    uint64_t deadline_ms;
+    void **backref; /* slot of an async operation that points at this job */
+    uint64_t read_index;
+    void *hstate; /* handler continuation state */
+    void (*hstate_free)(void *);
+};
+
+struct cm_jlist {
+    struct cm_job *head, *tail;
+    size_t n;
+};
+
+void cm_jlist_push(struct cm_jlist *l, struct cm_job *j);
+void cm_jlist_remove(struct cm_job *j);
+struct cm_job *cm_jlist_pop(struct cm_jlist *l);
+/* Move every job of `from` to the end of `to`. */
+void cm_jlist_splice(struct cm_jlist *to, struct cm_jlist *from);
+
+/* Query argument; NULL when missing or empty (spec §2.1: empty counts as missing). */
+const char *cm_job_query(const struct cm_job *j, const char *name);
+const char *cm_job_query_raw(const struct cm_job *j, const char *name, bool *present);
+
+/* Attach a response header (value copied). */
+void cm_job_add_header(struct cm_job *j, const char *name, const char *value);
+
+/* Fill the response without sending it (usable on any thread before the job is handed off). */
+void cm_job_set_response(struct cm_job *j, int status, const char *ctype, char *body, size_t len);
+/* {"error":msg[,"code":code]} */
+void cm_job_set_error(struct cm_job *j, int status, const char *msg, const char *code);
+/* A clustermgr 9xx code or a generic HTTP error with its standard message (errors.h). */
+void cm_job_set_code(struct cm_job *j, int code);
+
+#endif

@@ -1,0 +1,131 @@
+/*
+ * The node's configuration: the CubeFS `clustermgr.conf` JSON format (spec §10) plus our
+ * extensions. Parsing is strict: unknown fields, wrong types and missing required fields stop
+ * the start with a message naming the field; fields that only make sense for the Go
+ * implementation (RocksDB options, DB paths) are accepted and ignored with a log line.
+ *
+ * The struct is immutable once loaded and may be read from any thread.
+ */
+#ifndef CM_CONFIG_H
+#define CM_CONFIG_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CM_ADDR_MAX 128
+#define CM_NAME_MAX 64
+#define CM_PATH_MAX 1024
+
+struct cm_peer {
+    uint64_t id;
+    char addr[CM_ADDR_MAX]; /* "ip:port" */
+};
+
+struct cm_policy {
+    char mode_name[CM_NAME_MAX];
+    uint8_t code_mode; /* id from the code-mode table */
+    int64_t min_size;
+    int64_t max_size;
+    double size_ratio;
+    bool enable;
+};
+
+struct cm_kv_default {
+    char *key;
+    char *value;
+};
+
+struct cm_config {
+    char path[CM_PATH_MAX];
+
+    char bind_addr[CM_ADDR_MAX]; /* as written, e.g. ":9998" or "127.0.0.1:9998" */
+    char http_ip[CM_ADDR_MAX];   /* "" means every interface */
+    uint16_t http_port;
+
+    uint32_t cluster_id;
+    char region[CM_NAME_MAX];
+    char **idc; /* configured IDC names, duplicates kept (spec §10.1) */
+    size_t n_idc;
+    char unavailable_idc[CM_NAME_MAX];
+    bool readonly;
+    uint64_t chunk_size;
+    int shutdown_timeout_s;
+
+    int log_level;
+    char log_file[CM_PATH_MAX];
+    char audit_dir[CM_PATH_MAX];
+
+    bool auth_enable;
+    char auth_secret[256];
+    int64_t auth_max_age_s; /* 0 = no freshness check */
+
+    struct cm_policy *policies; /* sorted by min_size */
+    size_t n_policies;
+
+    /* Defaults of the config store: cluster_config plus the forced keys (spec §4.7), sorted. */
+    struct cm_kv_default *defaults;
+    size_t n_defaults;
+
+    /* volume_mgr_config */
+    int64_t retain_time_s;
+    int64_t retain_threshold;
+    int64_t check_expired_volume_interval_s;
+    int64_t min_allocable_volume_count;
+    int64_t allocatable_disk_load_threshold;
+    int64_t blobnode_timeout_ms;
+
+    /* disk_mgr_config */
+    int64_t refresh_interval_s;
+    bool rack_aware;
+    bool host_aware;
+    int64_t heartbeat_expire_interval_s;
+    int64_t alloc_tolerate_buffer;
+
+    int64_t heartbeat_notify_interval_s;
+    int64_t max_heartbeat_notify_num;
+    int64_t metric_report_interval_m;
+
+    /* raft */
+    uint64_t node_id;
+    uint16_t raft_port;
+    char raft_listen_ip[CM_ADDR_MAX]; /* bind address of the raft port */
+    char raft_addr[CM_ADDR_MAX];      /* this node's raft address as peers know it */
+    char data_dir[CM_PATH_MAX];       /* raft_wal_dir */
+    struct cm_peer *peers;
+    size_t n_peers;
+    struct cm_peer *learners;
+    size_t n_learners;
+    unsigned heartbeat_ms;
+    unsigned election_ms;
+    unsigned propose_timeout_ms;
+    unsigned snapshot_threshold;
+    unsigned snapshot_trailing;
+    char node_protocol[16];
+    struct cm_peer *nodes; /* raft id -> HTTP "ip:port" (raft_node_config.nodes) */
+    size_t n_nodes;
+
+    /* HTTP server limits */
+    unsigned http_threads;
+    unsigned max_connections;
+    unsigned max_body_bytes;
+};
+
+/* Load and validate `path`. Returns 0, or -1 with a message naming the problem in `err`. */
+int cm_config_load(const char *path, struct cm_config *cfg, char *err, size_t errlen);
+/* Same, from text (used by tests). `origin` names the source in messages. */
+int cm_config_parse(const char *text, size_t len, const char *origin, struct cm_config *cfg,
+                    char *err, size_t errlen);
+void cm_config_free(struct cm_config *cfg);
+
+/* Lookups in the static maps; NULL when absent. */
+const char *cm_config_node_http(const struct cm_config *cfg, uint64_t id);
+const struct cm_policy *cm_config_policy(const struct cm_config *cfg, unsigned code_mode);
+const char *cm_config_default(const struct cm_config *cfg, const char *key);
+bool cm_config_has_idc(const struct cm_config *cfg, const char *idc);
+
+/* Remove comments (#..., //..., / *...* /) outside strings, in place; returns the new length. */
+size_t cm_config_strip_comments(char *text, size_t len);
+
+#endif
