@@ -25,7 +25,7 @@ MAIN_OBJ := $(BUILD)/obj/src/server/main.o
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all clean test unit cluster test-san fmt fmt-check deps
+.PHONY: all clean test unit cluster test-san fmt fmt-check deps run
 all: $(BUILD)/clustermgr
 
 $(BUILD)/obj/%.o: %.c
@@ -49,23 +49,30 @@ unit: $(UNIT_BIN)
 cluster: $(BUILD)/clustermgr
 	CM_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q -x tests/cluster $(PYTEST_ARGS)
 
-# The whole suite, as CI runs it: deps, unit tests, cluster tests.
+# The whole suite, as CI runs it: formatting, unit and cluster tests, then both again under
+# ASan+UBSan.
 test: deps
+	$(MAKE) fmt-check
 	$(MAKE) unit
 	$(MAKE) cluster
+	$(MAKE) test-san
 
-test-san: deps
+test-san:
 	$(MAKE) SAN=1 unit
 	$(MAKE) SAN=1 cluster
 
 deps:
 	@scripts/deps.sh
 
+run:
+	scripts/run-local.sh
+
+C_FILES = $(shell find src tests tools bench -name '*.[ch]' 2>/dev/null)
 fmt:
-	clang-format -i $$(git ls-files '*.c' '*.h')
+	clang-format -i $(C_FILES)
 
 fmt-check:
-	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
+	clang-format --dry-run -Werror $(C_FILES)
 
 clean:
 	rm -rf build build-san

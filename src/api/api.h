@@ -26,6 +26,8 @@ int parse_peer_id(struct cm_job *j);
 void h_member_remove(struct cm_job *j);
 void h_member_promote(struct cm_job *j);
 void h_leadership_transfer(struct cm_job *j);
+int parse_member_query(struct cm_job *j);
+void h_member_view(struct cm_job *j);
 
 /* stat.c */
 void h_stat(struct cm_job *j);

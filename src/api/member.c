@@ -93,3 +93,16 @@ void h_leadership_transfer(struct cm_job *j)
 {
     cm_node_transfer(j->node, j, ((struct member_args *)j->args)->peer_id);
 }
+
+int parse_member_query(struct cm_job *j)
+{
+    struct member_args *a = cm_calloc(1, sizeof *a);
+    j->args = a;
+    j->args_free = free;
+    return cm_args_q_u64(j, "id", true, UINT64_MAX, &a->peer_id) < 0 ? -1 : 0;
+}
+
+void h_member_view(struct cm_job *j)
+{
+    cm_reply_json(j, cm_node_member_view(j->node, ((struct member_args *)j->args)->peer_id));
+}

@@ -8,15 +8,14 @@ static const struct cm_route routes[] = {
     /* config and task switches */
     {"/config/set", CM_POST, CM_R_WRITE, 0, parse_config_set, h_config_set, "config_set"},
     {"/config/get", CM_GET, CM_R_READ, 0, parse_config_key, h_config_get, "config_get"},
-    {"/config/delete", CM_POST, CM_R_WRITE | CM_R_QUERY_ARGS, 0, parse_config_key,
-     h_config_delete, "config_delete"},
+    {"/config/delete", CM_POST, CM_R_WRITE | CM_R_QUERY_ARGS, 0, parse_config_key, h_config_delete,
+     "config_delete"},
     {"/config/list", CM_GET, CM_R_READ, 0, NULL, h_config_list, "config_list"},
 
     /* membership */
     {"/member/add", CM_POST, CM_R_WRITE, 0, parse_member_add, h_member_add, "member_add"},
     {"/member/remove", CM_POST, CM_R_WRITE, 0, parse_peer_id, h_member_remove, "member_remove"},
-    {"/member/promote", CM_POST, CM_R_WRITE, 0, parse_peer_id, h_member_promote,
-     "member_promote"},
+    {"/member/promote", CM_POST, CM_R_WRITE, 0, parse_peer_id, h_member_promote, "member_promote"},
     {"/leadership/transfer", CM_POST, CM_R_WRITE, 0, parse_peer_id, h_leadership_transfer,
      "leadership_transfer"},
 
@@ -24,6 +23,8 @@ static const struct cm_route routes[] = {
     {"/stat", CM_GET, CM_R_LOCAL, 0, NULL, h_stat, "stat"},
     {"/livez", CM_GET, CM_R_INLINE | CM_R_NO_AUTH, 0, NULL, h_livez, "livez"},
     {"/readyz", CM_GET, CM_R_LOCAL | CM_R_NO_AUTH, 0, NULL, h_readyz, "readyz"},
+    {"/internal/member", CM_GET, CM_R_LOCAL | CM_R_INTERNAL, 0, parse_member_query, h_member_view,
+     "internal_member"},
     {"/internal/readindex", CM_GET, CM_R_READ | CM_R_INTERNAL, 0, NULL, h_readindex,
      "internal_readindex"},
 };

@@ -24,10 +24,9 @@ static struct json_object *space_stat(struct cm_node *n)
             continue;
         struct json_object *e = json_object_new_object();
         json_object_object_add(e, "idc", json_object_new_string(cfg->idc[i]));
-        static const char *const fields[] = {"total",   "total_chunk", "total_free_chunk",
-                                             "available", "readonly",  "expired",
-                                             "broken",  "repairing",   "repaired",
-                                             "dropping", "dropped"};
+        static const char *const fields[] = {
+            "total",  "total_chunk", "total_free_chunk", "available", "readonly", "expired",
+            "broken", "repairing",   "repaired",         "dropping",  "dropped"};
         for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
             json_object_object_add(e, fields[f], json_object_new_int64(0));
         json_object_array_add(arr, e);

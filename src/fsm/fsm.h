@@ -37,8 +37,7 @@ struct cm_module {
     const char *name;
     void *(*create)(struct cm_fsm *fsm);
     void (*destroy)(void *state);
-    void (*apply)(struct cm_fsm *fsm, void *state, const struct cm_cmd *cmd,
-                  struct cm_result *res);
+    void (*apply)(struct cm_fsm *fsm, void *state, const struct cm_cmd *cmd, struct cm_result *res);
     /* Snapshot: take runs on the loop and returns a private copy; write runs on a worker
      * thread and may touch only that copy; drop releases it. */
     void *(*snap_take)(void *state);

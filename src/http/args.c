@@ -26,8 +26,8 @@ struct json_object *cm_args_body(struct cm_job *j, bool null_ok)
     if (null_ok && j->body.len == 0)
         return json_object_new_object();
     char err[256];
-    struct json_object *o = cm_json_parse(j->body.data ? j->body.data : "", j->body.len, true,
-                                          err, sizeof err);
+    struct json_object *o =
+        cm_json_parse(j->body.data ? j->body.data : "", j->body.len, true, err, sizeof err);
     if (o == NULL) {
         cm_args_fail(j, "%s", err);
         return NULL;
@@ -141,8 +141,9 @@ int cm_args_q_i64(struct cm_job *j, const char *name, bool required, int64_t min
         return cm_args_fail(j, "argument \"%s\": \"%.64s\" is not an integer%s", name, v,
                             errno == ERANGE ? " in range" : "");
     if (s < min || s > max)
-        return cm_args_fail(j, "argument \"%s\" is out of range: %lld not in [%" PRId64 ", %" PRId64 "]",
-                            name, s, min, max);
+        return cm_args_fail(
+            j, "argument \"%s\" is out of range: %lld not in [%" PRId64 ", %" PRId64 "]", name, s,
+            min, max);
     *out = s;
     return 0;
 }

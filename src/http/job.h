@@ -80,9 +80,9 @@ struct cm_job {
 
     /* loop side */
     enum cm_job_state state;
-    struct cm_job *qnext;  /* incoming queue */
+    struct cm_job *qnext; /* incoming queue */
     struct cm_job *wprev, *wnext;
-    struct cm_jlist *wlist; /* the waiting list the job is on, if any */
+    struct cm_jlist *wlist;       /* the waiting list the job is on, if any */
     struct cm_job *aprev, *anext; /* all jobs in the loop, oldest first (deadlines) */
     uint64_t deadline_ms;
     void **backref; /* slot of an async operation that points at this job */

@@ -8,14 +8,14 @@
 #include "job.h"
 
 enum cm_route_flags {
-    CM_R_WRITE = 1 << 0,    /* runs on the leader; followers forward it */
-    CM_R_READ = 1 << 1,     /* linearizable read of replicated state unless ?stale=true */
-    CM_R_LOCAL = 1 << 2,    /* answered by this node from its own state, on the loop */
-    CM_R_INLINE = 1 << 3,   /* answered on the HTTP thread; never reaches the loop */
-    CM_R_PREFIX = 1 << 4,   /* `path` is a prefix, e.g. /kv/get/<key> */
-    CM_R_RAW_BODY = 1 << 5, /* the body is not JSON */
-    CM_R_INTERNAL = 1 << 6, /* node-to-node; not forwarded */
-    CM_R_NO_AUTH = 1 << 7,  /* exempt from auth tokens (health, metrics) */
+    CM_R_WRITE = 1 << 0,      /* runs on the leader; followers forward it */
+    CM_R_READ = 1 << 1,       /* linearizable read of replicated state unless ?stale=true */
+    CM_R_LOCAL = 1 << 2,      /* answered by this node from its own state, on the loop */
+    CM_R_INLINE = 1 << 3,     /* answered on the HTTP thread; never reaches the loop */
+    CM_R_PREFIX = 1 << 4,     /* `path` is a prefix, e.g. /kv/get/<key> */
+    CM_R_RAW_BODY = 1 << 5,   /* the body is not JSON */
+    CM_R_INTERNAL = 1 << 6,   /* node-to-node; not forwarded */
+    CM_R_NO_AUTH = 1 << 7,    /* exempt from auth tokens (health, metrics) */
     CM_R_QUERY_ARGS = 1 << 8, /* a POST whose arguments are in the query, body ignored */
 };
 

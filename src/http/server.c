@@ -371,7 +371,8 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                  j->status ? j->status : 200, (unsigned long long)us, j->client_ip);
     if (j->state == CM_JOB_IN_LOOP) {
         /* Cannot happen: a job in the loop keeps its connection suspended until replied. */
-        CM_ERROR("http", "request %llu completed while the loop still held it", (unsigned long long)j->id);
+        CM_ERROR("http", "request %llu completed while the loop still held it",
+                 (unsigned long long)j->id);
         return;
     }
     job_free(j);
@@ -447,12 +448,10 @@ int cm_http_start(struct cm_http **out, struct cm_node *node, const struct cm_co
                      MHD_USE_ERROR_LOG;
     h->d = MHD_start_daemon(
         flags, 0, NULL, NULL, access_handler, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
-        MHD_OPTION_LISTEN_SOCKET, h->listen_fd,
-        MHD_OPTION_THREAD_POOL_SIZE, cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT,
-        cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-        MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_URI_LOG_CALLBACK, uri_log, h,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
-        MHD_OPTION_END);
+        MHD_OPTION_LISTEN_SOCKET, h->listen_fd, MHD_OPTION_THREAD_POOL_SIZE, cfg->http_threads,
+        MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)60, MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_URI_LOG_CALLBACK,
+        uri_log, h, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (h->d == NULL) {
         snprintf(err, errlen, "cannot start the HTTP server on %s", cfg->bind_addr);
         close(h->listen_fd);

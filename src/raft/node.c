@@ -128,6 +128,8 @@ struct cm_node {
     int exit_code;
     uint64_t no_leader_since_ms;
     uint64_t last_wait_log_ms;
+    uint64_t last_probe_ms;
+    unsigned probes_inflight;
 
     /* snapshots */
     struct cm_snap_taken *snap_taken;
@@ -445,7 +447,8 @@ static void resolve(struct cm_node *n, struct pending *p, int status, struct cm_
         free(p);
 }
 
-static struct pending *propose(struct cm_node *n, uint8_t module, uint8_t op, struct cm_buf *payload)
+static struct pending *propose(struct cm_node *n, uint8_t module, uint8_t op,
+                               struct cm_buf *payload)
 {
     struct cm_cmd c = {
         .module = module,
@@ -614,7 +617,7 @@ static void forward_done(struct cm_httpc_req *r)
                 body = NULL;
             }
             const char *ct = r->ctype[0] ? (strstr(r->ctype, "json") ? "application/json"
-                                                                        : "text/plain; charset=utf-8")
+                                                                     : "text/plain; charset=utf-8")
                                          : NULL;
             cm_reply(j, (int)r->status, ct, body, len);
         }
@@ -765,8 +768,8 @@ static void read_index_done(struct cm_httpc_req *r)
     bool ok = false;
     if (r->status == 200) {
         char err[128];
-        struct json_object *o = cm_json_parse(r->resp.data ? r->resp.data : "", r->resp.len, false,
-                                              err, sizeof err);
+        struct json_object *o =
+            cm_json_parse(r->resp.data ? r->resp.data : "", r->resp.len, false, err, sizeof err);
         ok = o && cm_json_get_u64(o, "index", true, UINT64_MAX, &index, err, sizeof err) == 0;
         json_object_put(o);
     }
@@ -874,7 +877,8 @@ static void leader_barrier_cb(struct raft_barrier *req, int status)
         return;
     }
     n->leader_ready = true;
-    CM_INFO("raft", "leader of term %llu is ready: everything committed earlier is applied (index %llu)",
+    CM_INFO("raft",
+            "leader of term %llu is ready: everything committed earlier is applied (index %llu)",
             (unsigned long long)n->lb_term, (unsigned long long)n->raft.last_applied);
     seed_member_addrs(n);
     for (size_t i = 0; i < n->n_hooks; i++)
@@ -989,9 +993,10 @@ static void observe(struct cm_node *n)
         }
         if (!in && n->was_member && !n->removed) {
             n->removed = true;
-            CM_WARN("node", "this node (id %llu) was removed from the cluster configuration; it "
-                            "stops serving requests (add it back with /member/add, or wipe its "
-                            "data directory to reuse the host)",
+            CM_WARN("node",
+                    "this node (id %llu) was removed from the cluster configuration; it "
+                    "stops serving requests (add it back with /member/add, or wipe its "
+                    "data directory to reuse the host)",
                     (unsigned long long)n->cfg->node_id);
         }
     }
@@ -1016,12 +1021,14 @@ static void wait_log(struct cm_node *n)
         for (unsigned i = 0; i < r->configuration.n; i++)
             voters += r->configuration.servers[i].role == RAFT_VOTER;
         if (r->configuration.n == 0)
-            snprintf(buf, sizeof buf, "waiting to be added to a cluster: this node (id %llu, raft "
-                                      "%s) is in no configuration yet; use /member/add on the leader",
+            snprintf(buf, sizeof buf,
+                     "waiting to be added to a cluster: this node (id %llu, raft "
+                     "%s) is in no configuration yet; use /member/add on the leader",
                      (unsigned long long)n->cfg->node_id, n->cfg->raft_addr);
         else
-            snprintf(buf, sizeof buf, "waiting for a leader: %s in term %llu, a quorum needs %u of "
-                                      "%u voters",
+            snprintf(buf, sizeof buf,
+                     "waiting for a leader: %s in term %llu, a quorum needs %u of "
+                     "%u voters",
                      state_name(r->state), (unsigned long long)r->current_term, voters / 2 + 1,
                      voters);
         what = buf;
@@ -1048,7 +1055,8 @@ bool cm_node_ready(struct cm_node *n, char *why, size_t whylen)
     }
     if (n->raft.last_applied < n->raft.commit_index) {
         snprintf(why, whylen, "applied %llu of %llu committed entries",
-                 (unsigned long long)n->raft.last_applied, (unsigned long long)n->raft.commit_index);
+                 (unsigned long long)n->raft.last_applied,
+                 (unsigned long long)n->raft.commit_index);
         return false;
     }
     if (cm_node_is_leader(n) && !n->leader_ready) {
@@ -1057,6 +1065,75 @@ bool cm_node_ready(struct cm_node *n, char *why, size_t whylen)
     }
     snprintf(why, whylen, "ok");
     return true;
+}
+
+/* A removed member is not told: the leader stops replicating to it before the configuration
+ * that drops it reaches it, so it keeps its old configuration and campaigns in vain. When a
+ * member has had no leader for a while it asks the other members; if the leader answers that
+ * this node is not in the committed configuration, the node stops serving. */
+static void probe_done(struct cm_httpc_req *r)
+{
+    struct cm_node *n = r->data;
+    n->probes_inflight--;
+    if (r->status == 200 && !n->removed && !n->stopping) {
+        char err[128];
+        struct json_object *o =
+            cm_json_parse(r->resp.data ? r->resp.data : "", r->resp.len, false, err, sizeof err);
+        bool is_leader = false, member = true;
+        uint64_t term = 0;
+        if (o && cm_json_get_bool(o, "is_leader", true, &is_leader, err, sizeof err) == 0 &&
+            cm_json_get_bool(o, "member", true, &member, err, sizeof err) == 0 &&
+            cm_json_get_u64(o, "term", true, UINT64_MAX, &term, err, sizeof err) == 0 &&
+            is_leader && !member && term >= n->raft.current_term) {
+            n->removed = true;
+            CM_WARN("node",
+                    "the leader (%s) says this node (id %llu) is no longer in the cluster "
+                    "configuration: it stops serving requests (add it back with "
+                    "/member/add, or wipe its data directory to reuse the host)",
+                    r->url, (unsigned long long)n->cfg->node_id);
+        }
+        json_object_put(o);
+    }
+    cm_httpc_req_free(r);
+}
+
+static void probe_removal(struct cm_node *n)
+{
+    uint64_t now = cm_mono_ms();
+    if (!n->was_member || n->removed || n->probes_inflight || n->no_leader_since_ms == 0 ||
+        cm_node_leader_id(n) != 0 || now - n->no_leader_since_ms < 2ull * n->cfg->election_ms ||
+        now - n->last_probe_ms < 2000)
+        return;
+    n->last_probe_ms = now;
+    struct raft_configuration *c = &n->raft.configuration;
+    for (unsigned i = 0; i < c->n; i++) {
+        uint64_t id = c->servers[i].id;
+        const char *addr = id == n->cfg->node_id ? NULL : cm_members_http(n->fsm, id);
+        if (addr == NULL)
+            continue;
+        char url[512];
+        snprintf(url, sizeof url, "%s%s/internal/member?id=%llu", n->cfg->node_protocol, addr,
+                 (unsigned long long)n->cfg->node_id);
+        struct cm_httpc_req *r = cm_httpc_req_new("GET", url);
+        cm_httpc_req_header(r, "X-Clustermgr-Internal: 1");
+        r->timeout_ms = 2000;
+        r->done = probe_done;
+        r->data = n;
+        n->probes_inflight++;
+        cm_httpc_submit(n->httpc, r);
+    }
+}
+
+struct json_object *cm_node_member_view(struct cm_node *n, uint64_t id)
+{
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "leader", json_object_new_uint64(cm_node_leader_id(n)));
+    json_object_object_add(o, "term", json_object_new_uint64(n->raft.current_term));
+    json_object_object_add(o, "is_leader", json_object_new_boolean(cm_node_is_leader(n)));
+    json_object_object_add(o, "member",
+                           json_object_new_boolean(config_has(&n->raft.configuration, id, NULL)));
+    json_object_object_add(o, "conf_index", json_object_new_uint64(n->raft.configuration_index));
+    return o;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1091,6 +1168,7 @@ static void on_tick(uv_timer_t *t)
     for (size_t i = 0; i < n->n_hooks; i++)
         if (n->hooks[i].on_tick)
             n->hooks[i].on_tick(n, n->hooks[i].arg);
+    probe_removal(n);
     wait_log(n);
 }
 
@@ -1192,8 +1270,9 @@ void cm_node_member_add(struct cm_node *n, struct cm_job *j, uint64_t id, const 
     struct member_change *mc = change_new(n, j, id);
     snprintf(mc->raft_addr, sizeof mc->raft_addr, "%s", raft_addr);
     mc->role = learner ? RAFT_STANDBY : RAFT_VOTER;
-    CM_INFO("raft", "adding member %llu (raft %s, http %s) as %s", (unsigned long long)id, raft_addr,
-            http_addr && http_addr[0] ? http_addr : "from config", learner ? "learner" : "voter");
+    CM_INFO("raft", "adding member %llu (raft %s, http %s) as %s", (unsigned long long)id,
+            raft_addr, http_addr && http_addr[0] ? http_addr : "from config",
+            learner ? "learner" : "voter");
     int rc = raft_add(&n->raft, &mc->req, id, raft_addr, add_cb);
     if (rc != 0) {
         char what[160];
@@ -1347,11 +1426,11 @@ struct json_object *cm_node_raft_status(struct cm_node *n)
         uint64_t next = self ? r->last_stored + 1 : p->next_index;
         if (self)
             ps = "ProgressStateReplicate";
-        bool paused = !self && (p->state == PROGRESS_SNAPSHOT ||
-                                (p->state == PROGRESS_PROBE && now - p->last_send < r->heartbeat_timeout));
-        uint64_t inflight = (!self && p->state == PROGRESS_PIPELINE && next > match + 1)
-                                ? next - match - 1
-                                : 0;
+        bool paused =
+            !self && (p->state == PROGRESS_SNAPSHOT ||
+                      (p->state == PROGRESS_PROBE && now - p->last_send < r->heartbeat_timeout));
+        uint64_t inflight =
+            (!self && p->state == PROGRESS_PIPELINE && next > match + 1) ? next - match - 1 : 0;
         json_object_object_add(e, "id", json_object_new_uint64(s->id));
         json_object_object_add(e, "host", json_object_new_string(s->address));
         json_object_object_add(e, "match", json_object_new_uint64(match));
@@ -1466,7 +1545,8 @@ static int fsm_restore(struct raft_fsm *f, struct raft_buffer *buf)
 /* ------------------------------------------------------------------------------------------ */
 /* start-up                                                                                    */
 
-static int check_port_free(const char *ip, uint16_t port, const char *what, char *err, size_t errlen)
+static int check_port_free(const char *ip, uint16_t port, const char *what, char *err,
+                           size_t errlen)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
     if (ip[0] == '\0' || inet_pton(AF_INET, ip, &sa.sin_addr) != 1)
@@ -1480,8 +1560,8 @@ static int check_port_free(const char *ip, uint16_t port, const char *what, char
     int e = errno;
     close(fd);
     if (rc != 0) {
-        snprintf(err, errlen, "cannot listen on the %s port %s:%u: %s", what, ip[0] ? ip : "0.0.0.0",
-                 port, strerror(e));
+        snprintf(err, errlen, "cannot listen on the %s port %s:%u: %s", what,
+                 ip[0] ? ip : "0.0.0.0", port, strerror(e));
         return -1;
     }
     return 0;
@@ -1550,16 +1630,18 @@ static int check_identity(struct cm_node *n, char *err, size_t errlen)
     if (o == NULL || cm_json_get_u64(o, "node_id", true, UINT64_MAX, &id, perr, sizeof perr) ||
         cm_json_get_u64(o, "cluster_id", true, UINT32_MAX, &cluster, perr, sizeof perr)) {
         json_object_put(o);
-        snprintf(err, errlen, "%s is damaged (%s); refusing to start on a data directory of unknown "
-                              "identity",
+        snprintf(err, errlen,
+                 "%s is damaged (%s); refusing to start on a data directory of unknown "
+                 "identity",
                  path, perr);
         return -1;
     }
     cm_json_get_bool(o, "member", false, &member, perr, sizeof perr);
     json_object_put(o);
     if (id != n->cfg->node_id || cluster != n->cfg->cluster_id) {
-        snprintf(err, errlen, "the data directory %s belongs to node %llu of cluster %llu, but the "
-                              "config says node %llu of cluster %u; refusing to start",
+        snprintf(err, errlen,
+                 "the data directory %s belongs to node %llu of cluster %llu, but the "
+                 "config says node %llu of cluster %u; refusing to start",
                  n->cfg->data_dir, (unsigned long long)id, (unsigned long long)cluster,
                  (unsigned long long)n->cfg->node_id, n->cfg->cluster_id);
         return -1;
@@ -1660,8 +1742,9 @@ int cm_node_init(struct cm_node **out, struct cm_config *cfg, char *err, size_t 
             CM_INFO("node", "bootstrapped a new cluster: %zu voter(s), %zu learner(s)",
                     cfg->n_peers, cfg->n_learners);
         else if (rc == RAFT_CANTBOOTSTRAP)
-            CM_INFO("node", "found existing raft state in %s: recovering from disk (peers and "
-                            "learners of the config file are ignored)",
+            CM_INFO("node",
+                    "found existing raft state in %s: recovering from disk (peers and "
+                    "learners of the config file are ignored)",
                     cfg->data_dir);
         else {
             raft_configuration_close(&conf);
@@ -1669,8 +1752,9 @@ int cm_node_init(struct cm_node **out, struct cm_config *cfg, char *err, size_t 
             goto fail;
         }
     } else
-        CM_INFO("node", "node %llu is not in peers/learners: it starts empty and joins when a "
-                        "leader adds it with /member/add",
+        CM_INFO("node",
+                "node %llu is not in peers/learners: it starts empty and joins when a "
+                "leader adds it with /member/add",
                 (unsigned long long)cfg->node_id);
     raft_configuration_close(&conf);
 
@@ -1681,8 +1765,9 @@ int cm_node_init(struct cm_node **out, struct cm_config *cfg, char *err, size_t 
         goto fail;
     }
     n->raft_started = true;
-    CM_INFO("node", "raft started in %llu ms: term %llu, %llu entries in the log after snapshot "
-                    "%llu, listening on %s",
+    CM_INFO("node",
+            "raft started in %llu ms: term %llu, %llu entries in the log after snapshot "
+            "%llu, listening on %s",
             (unsigned long long)(cm_mono_ms() - t0), (unsigned long long)n->raft.current_term,
             (unsigned long long)(raft_last_index(&n->raft) - n->raft.log.snapshot.last_index),
             (unsigned long long)n->raft.log.snapshot.last_index, bind);

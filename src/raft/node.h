@@ -53,8 +53,8 @@ uint64_t cm_node_id(struct cm_node *n);
  * The job must not be touched afterwards. */
 void cm_reply(struct cm_job *j, int status, const char *ctype, char *body, size_t len);
 void cm_reply_json(struct cm_job *j, struct json_object *o); /* 200; releases o */
-void cm_reply_empty(struct cm_job *j);                      /* 200, empty body */
-void cm_reply_code(struct cm_job *j, int code);             /* errors.h code */
+void cm_reply_empty(struct cm_job *j);                       /* 200, empty body */
+void cm_reply_code(struct cm_job *j, int code);              /* errors.h code */
 void cm_reply_error(struct cm_job *j, int status, const char *msg, const char *code);
 /* Reply what the HTTP thread already set in the job (status, body). */
 void cm_reply_prepared(struct cm_job *j);
@@ -88,6 +88,9 @@ void cm_node_member_add(struct cm_node *n, struct cm_job *j, uint64_t id, const 
 void cm_node_member_remove(struct cm_node *n, struct cm_job *j, uint64_t id);
 void cm_node_member_promote(struct cm_node *n, struct cm_job *j, uint64_t id);
 void cm_node_transfer(struct cm_node *n, struct cm_job *j, uint64_t id);
+
+/* What this node knows about member `id` (GET /internal/member, used by removal probes). */
+struct json_object *cm_node_member_view(struct cm_node *n, uint64_t id);
 
 /* The raft_status object of /stat. */
 struct json_object *cm_node_raft_status(struct cm_node *n);

@@ -215,8 +215,8 @@ static int parse_policies(struct pctx *p, struct json_object *arr, struct cm_con
     size_t n = json_object_array_length(arr);
     if (n == 0)
         return fail(p, "code_mode_policies must not be empty");
-    static const char *const known[] = {"mode_name", "min_size", "max_size", "size_ratio", "enable",
-                                        NULL};
+    static const char *const known[] = {"mode_name",  "min_size", "max_size",
+                                        "size_ratio", "enable",   NULL};
     cfg->policies = cm_calloc(n, sizeof *cfg->policies);
     cfg->n_policies = n;
     struct json_object **ratio_src = cm_calloc(n, sizeof *ratio_src);
@@ -275,24 +275,28 @@ static int parse_policies(struct pctx *p, struct json_object *arr, struct cm_con
             continue;
         if (pol->min_size != next) {
             if (enabled == 0)
-                fail(p, "code_mode_policies: the enabled policy with the smallest min_size (%s) "
-                        "must start at 0, not %" PRId64,
+                fail(p,
+                     "code_mode_policies: the enabled policy with the smallest min_size (%s) "
+                     "must start at 0, not %" PRId64,
                      pol->mode_name, pol->min_size);
             else
-                fail(p, "code_mode_policies: enabled size ranges must be contiguous: %s starts at "
-                        "%" PRId64 ", expected %" PRId64,
+                fail(p,
+                     "code_mode_policies: enabled size ranges must be contiguous: %s starts at "
+                     "%" PRId64 ", expected %" PRId64,
                      pol->mode_name, pol->min_size, next);
             goto out;
         }
         for (size_t j = 0; j < i; j++)
-            if (cfg->policies[j].enable && strcmp(cfg->policies[j].mode_name, pol->mode_name) == 0) {
+            if (cfg->policies[j].enable &&
+                strcmp(cfg->policies[j].mode_name, pol->mode_name) == 0) {
                 fail(p, "code_mode_policies: %s is enabled twice", pol->mode_name);
                 goto out;
             }
         if (cfg->unavailable_idc[0] == '\0' &&
             (size_t)cm_codemode_by_id(pol->code_mode)->az_count != cfg->n_idc) {
-            fail(p, "code_mode_policies: %s spreads over %d availability zones but %zu idc %s "
-                    "configured",
+            fail(p,
+                 "code_mode_policies: %s spreads over %d availability zones but %zu idc %s "
+                 "configured",
                  pol->mode_name, cm_codemode_by_id(pol->code_mode)->az_count, cfg->n_idc,
                  cfg->n_idc == 1 ? "is" : "are");
             goto out;
@@ -313,7 +317,8 @@ static int parse_policies(struct pctx *p, struct json_object *arr, struct cm_con
                       ",\"size_ratio\":",
                       i ? "," : "", pol->mode_name, pol->min_size, pol->max_size);
         if (ratio_src[i])
-            cm_buf_puts(code_mode_json, json_object_to_json_string_ext(ratio_src[i], JSON_C_TO_STRING_PLAIN));
+            cm_buf_puts(code_mode_json,
+                        json_object_to_json_string_ext(ratio_src[i], JSON_C_TO_STRING_PLAIN));
         else
             cm_buf_puts(code_mode_json, "0");
         cm_buf_printf(code_mode_json, ",\"enable\":%s}", pol->enable ? "true" : "false");
@@ -370,8 +375,9 @@ static int parse_cluster_config(struct pctx *p, struct json_object *o, struct cm
         errno = 0;
         strtoull(reserve, &end, 10);
         if (errno || *end || end == reserve || reserve[0] == '-')
-            return fail(p, "cluster_config.volume_reserve_size must be an unsigned decimal "
-                           "integer, got \"%s\"",
+            return fail(p,
+                        "cluster_config.volume_reserve_size must be an unsigned decimal "
+                        "integer, got \"%s\"",
                         reserve);
     }
     char chunk[32];
@@ -387,11 +393,20 @@ static int parse_raft(struct pctx *p, struct json_object *raft, struct cm_config
     static const char *const raft_known[] = {"server_config", "raft_node_config", NULL};
     static const char *const raft_go[] = {"raft_db_path", "raft_db_option", "snapshot_patch_num",
                                           NULL};
-    static const char *const sc_known[] = {"nodeId",          "listen_port",        "raft_wal_dir",
-                                           "peers",           "learners",           "tick_interval",
-                                           "heartbeat_tick",  "election_tick",      "propose_timeout",
-                                           "heartbeat_timeout_ms", "election_timeout_ms",
-                                           "snapshot_threshold", "snapshot_trailing", "listen_ip",
+    static const char *const sc_known[] = {"nodeId",
+                                           "listen_port",
+                                           "raft_wal_dir",
+                                           "peers",
+                                           "learners",
+                                           "tick_interval",
+                                           "heartbeat_tick",
+                                           "election_tick",
+                                           "propose_timeout",
+                                           "heartbeat_timeout_ms",
+                                           "election_timeout_ms",
+                                           "snapshot_threshold",
+                                           "snapshot_trailing",
+                                           "listen_ip",
                                            NULL};
     static const char *const sc_go[] = {"raft_wal_sync", "max_snapshots", "snapshot_timeout", NULL};
     static const char *const nc_known[] = {"node_protocol", "nodes", NULL};
@@ -423,8 +438,8 @@ static int parse_raft(struct pctx *p, struct json_object *raft, struct cm_config
         return fail(p, "%s.raft_wal_dir must not be empty", path);
     if (parse_peer_map(p, sub(sc, "peers"), "raft_config.server_config.peers", &cfg->peers,
                        &cfg->n_peers) < 0 ||
-        parse_peer_map(p, sub(sc, "learners"), "raft_config.server_config.learners",
-                       &cfg->learners, &cfg->n_learners) < 0)
+        parse_peer_map(p, sub(sc, "learners"), "raft_config.server_config.learners", &cfg->learners,
+                       &cfg->n_learners) < 0)
         return -1;
     for (size_t i = 0; i < cfg->n_learners; i++)
         for (size_t j = 0; j < cfg->n_peers; j++) {
@@ -463,8 +478,9 @@ static int parse_raft(struct pctx *p, struct json_object *raft, struct cm_config
     if (el_ms)
         cfg->election_ms = (unsigned)el_ms;
     if (cfg->heartbeat_ms == 0 || cfg->election_ms <= cfg->heartbeat_ms)
-        return fail(p, "%s: the election timeout (%u ms) must be longer than the heartbeat "
-                       "interval (%u ms)",
+        return fail(p,
+                    "%s: the election timeout (%u ms) must be longer than the heartbeat "
+                    "interval (%u ms)",
                     path, cfg->election_ms, cfg->heartbeat_ms);
     if (pt == 0)
         pt = 10;
@@ -477,7 +493,8 @@ static int parse_raft(struct pctx *p, struct json_object *raft, struct cm_config
         return fail(p, "%s.snapshot_threshold must be at least 2", path);
     cfg->snapshot_threshold = (unsigned)thr;
     cfg->snapshot_trailing = (unsigned)trail;
-    if (get_str(p, sc, path, "listen_ip", false, cfg->raft_listen_ip, sizeof cfg->raft_listen_ip) < 0)
+    if (get_str(p, sc, path, "listen_ip", false, cfg->raft_listen_ip, sizeof cfg->raft_listen_ip) <
+        0)
         return -1;
 
     /* Our own raft address: as the member maps name it, else derived from the listen address. */
@@ -493,17 +510,19 @@ static int parse_raft(struct pctx *p, struct json_object *raft, struct cm_config
         uint16_t port;
         parse_hostport(self, host, sizeof host, &port);
         if (port != cfg->raft_port)
-            return fail(p, "%s: listen_port %u does not match this node's own address %s in the "
-                           "member map",
+            return fail(p,
+                        "%s: listen_port %u does not match this node's own address %s in the "
+                        "member map",
                         path, cfg->raft_port, self);
         snprintf(cfg->raft_addr, sizeof cfg->raft_addr, "%s", self);
         if (cfg->raft_listen_ip[0] == '\0')
             snprintf(cfg->raft_listen_ip, sizeof cfg->raft_listen_ip, "%s", host);
     } else {
-        const char *ip = cfg->raft_listen_ip[0] && strcmp(cfg->raft_listen_ip, "0.0.0.0") != 0
-                             ? cfg->raft_listen_ip
-                             : (cfg->http_ip[0] && strcmp(cfg->http_ip, "0.0.0.0") != 0 ? cfg->http_ip
-                                                                                        : "127.0.0.1");
+        const char *ip =
+            cfg->raft_listen_ip[0] && strcmp(cfg->raft_listen_ip, "0.0.0.0") != 0
+                ? cfg->raft_listen_ip
+                : (cfg->http_ip[0] && strcmp(cfg->http_ip, "0.0.0.0") != 0 ? cfg->http_ip
+                                                                           : "127.0.0.1");
         char addr[CM_ADDR_MAX + 8];
         snprintf(addr, sizeof addr, "%s:%u", ip, cfg->raft_port);
         if (strlen(addr) >= sizeof cfg->raft_addr)
@@ -522,7 +541,8 @@ static int parse_raft(struct pctx *p, struct json_object *raft, struct cm_config
         if (get_str(p, nc, npath, "node_protocol", false, cfg->node_protocol,
                     sizeof cfg->node_protocol) < 0)
             return -1;
-        if (strcmp(cfg->node_protocol, "http://") != 0 && strcmp(cfg->node_protocol, "https://") != 0)
+        if (strcmp(cfg->node_protocol, "http://") != 0 &&
+            strcmp(cfg->node_protocol, "https://") != 0)
             return fail(p, "%s.node_protocol must be \"http://\" or \"https://\"", npath);
         if (parse_peer_map(p, sub(nc, "nodes"), "raft_config.raft_node_config.nodes", &cfg->nodes,
                            &cfg->n_nodes) < 0)
@@ -547,15 +567,33 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
         fail(p, "not valid JSON: %s", perr);
         goto out;
     }
-    static const char *const top_known[] = {
-        "bind_addr",       "cluster_id",      "idc",          "region",
-        "chunk_size",      "code_mode_policies", "cluster_config", "volume_mgr_config",
-        "disk_mgr_config", "raft_config",     "log",          "auth",
-        "auditlog",        "unavailable_idc", "readonly",     "shutdown_timeout_s",
-        "heartbeat_notify_interval_s", "max_heartbeat_notify_num", "metric_report_interval_m",
-        "http",            NULL};
-    static const char *const top_go[] = {"max_procs", "normal_db_path", "normal_db_option",
-                                         "consul_agent_addr", "cluster_report_interval_s", NULL};
+    static const char *const top_known[] = {"bind_addr",
+                                            "cluster_id",
+                                            "idc",
+                                            "region",
+                                            "chunk_size",
+                                            "code_mode_policies",
+                                            "cluster_config",
+                                            "volume_mgr_config",
+                                            "disk_mgr_config",
+                                            "raft_config",
+                                            "log",
+                                            "auth",
+                                            "auditlog",
+                                            "unavailable_idc",
+                                            "readonly",
+                                            "shutdown_timeout_s",
+                                            "heartbeat_notify_interval_s",
+                                            "max_heartbeat_notify_num",
+                                            "metric_report_interval_m",
+                                            "http",
+                                            NULL};
+    static const char *const top_go[] = {"max_procs",
+                                         "normal_db_path",
+                                         "normal_db_option",
+                                         "consul_agent_addr",
+                                         "cluster_report_interval_s",
+                                         NULL};
     if (check_fields(p, root, "", top_known, top_go) < 0)
         goto out;
 
@@ -639,7 +677,8 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
         static const char *const known[] = {"enable_auth", "secret", "max_age_s", NULL};
         if (check_fields(p, au, "auth", known, NULL) < 0 ||
             get_bool(p, au, "auth", "enable_auth", &cfg->auth_enable) < 0 ||
-            get_str(p, au, "auth", "secret", false, cfg->auth_secret, sizeof cfg->auth_secret) < 0 ||
+            get_str(p, au, "auth", "secret", false, cfg->auth_secret, sizeof cfg->auth_secret) <
+                0 ||
             get_i64(p, au, "auth", "max_age_s", 0, 86400 * 365, &cfg->auth_max_age_s) < 0)
             goto out;
         if (cfg->auth_enable && cfg->auth_secret[0] == '\0') {
@@ -650,10 +689,10 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
     struct json_object *al = sub(root, "auditlog");
     if (al) {
         static const char *const known[] = {"logdir", NULL};
-        static const char *const go[] = {"chunkbits",      "bodylimit", "rotate_new",
-                                         "log_file_suffix", "backup",    "metric_config",
-                                         "keep_file_num",  "log_format", "filters",
-                                         "no2xx_body",     NULL};
+        static const char *const go[] = {"chunkbits",       "bodylimit",  "rotate_new",
+                                         "log_file_suffix", "backup",     "metric_config",
+                                         "keep_file_num",   "log_format", "filters",
+                                         "no2xx_body",      NULL};
         if (check_fields(p, al, "auditlog", known, go) < 0 ||
             get_str(p, al, "auditlog", "logdir", false, cfg->audit_dir, sizeof cfg->audit_dir) < 0)
             goto out;
@@ -689,9 +728,12 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
                                             "allocatable_disk_load_threshold",
                                             "blob_node_config",
                                             NULL};
-        static const char *const go[] = {"volume_db_path",       "volume_db_option",
-                                         "flush_interval_s",     "volume_slice_map_num",
-                                         "apply_concurrency",    "local_host",
+        static const char *const go[] = {"volume_db_path",
+                                         "volume_db_option",
+                                         "flush_interval_s",
+                                         "volume_slice_map_num",
+                                         "apply_concurrency",
+                                         "local_host",
                                          NULL};
         const char *path = "volume_mgr_config";
         if (check_fields(p, vm, path, known, go) < 0 ||
@@ -726,9 +768,9 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
     cfg->heartbeat_expire_interval_s = 60;
     struct json_object *dm = sub(root, "disk_mgr_config");
     if (dm) {
-        static const char *const known[] = {"refresh_interval_s", "rack_aware", "host_aware",
-                                            "heartbeat_expire_interval_s", "alloc_tolerate_buffer",
-                                            NULL};
+        static const char *const known[] = {
+            "refresh_interval_s",    "rack_aware", "host_aware", "heartbeat_expire_interval_s",
+            "alloc_tolerate_buffer", NULL};
         static const char *const go[] = {"flush_interval_s", "apply_concurrency",
                                          "blob_node_config", "ensure_index", NULL};
         const char *path = "disk_mgr_config";
@@ -755,7 +797,8 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
                 &cfg->heartbeat_notify_interval_s) < 0 ||
         get_i64(p, root, "", "max_heartbeat_notify_num", 0, INT32_MAX,
                 &cfg->max_heartbeat_notify_num) < 0 ||
-        get_i64(p, root, "", "metric_report_interval_m", 0, 1440, &cfg->metric_report_interval_m) < 0)
+        get_i64(p, root, "", "metric_report_interval_m", 0, 1440, &cfg->metric_report_interval_m) <
+            0)
         goto out;
     if (cfg->heartbeat_notify_interval_s == 0)
         cfg->heartbeat_notify_interval_s = 10;

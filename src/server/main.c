@@ -20,11 +20,12 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: clustermgr -f <config.json> [--check]\n"
-               "       clustermgr --version\n"
-               "\n"
-               "Runs one node of a clustermgr cluster. The config file is the CubeFS clustermgr.conf\n"
-               "format; see the README for every field. --check validates the file and exits.\n");
+    fprintf(f,
+            "usage: clustermgr -f <config.json> [--check]\n"
+            "       clustermgr --version\n"
+            "\n"
+            "Runs one node of a clustermgr cluster. The config file is the CubeFS clustermgr.conf\n"
+            "format; see the README for every field. --check validates the file and exits.\n");
 }
 
 int main(int argc, char **argv)

@@ -43,10 +43,10 @@ static int prescan(const char *s, size_t len, char *err, size_t errlen)
             while (j < len && s[j] >= '0' && s[j] <= '9')
                 j++;
             bool integer = !(j < len && (s[j] == '.' || s[j] == 'e' || s[j] == 'E'));
-            if (integer &&
-                digits_exceed(s + start, j - start, neg ? "9223372036854775808" : "18446744073709551615")) {
-                snprintf(err, errlen, "number %.*s%s is out of range", (int)((j - i) > 40 ? 40 : j - i),
-                         s + i, (j - i) > 40 ? "..." : "");
+            if (integer && digits_exceed(s + start, j - start,
+                                         neg ? "9223372036854775808" : "18446744073709551615")) {
+                snprintf(err, errlen, "number %.*s%s is out of range",
+                         (int)((j - i) > 40 ? 40 : j - i), s + i, (j - i) > 40 ? "..." : "");
                 return -1;
             }
             while (j < len && ((s[j] >= '0' && s[j] <= '9') || s[j] == '.' || s[j] == 'e' ||
@@ -92,7 +92,8 @@ struct json_object *cm_json_parse(const char *text, size_t len, bool null_is_emp
             snprintf(err, errlen, "invalid character '%c' at offset %zu: %s", ch, end,
                      json_tokener_error_desc(e));
         else
-            snprintf(err, errlen, "invalid JSON at offset %zu: %s", end, json_tokener_error_desc(e));
+            snprintf(err, errlen, "invalid JSON at offset %zu: %s", end,
+                     json_tokener_error_desc(e));
         json_object_put(o);
         return NULL;
     }
@@ -252,8 +253,8 @@ int cm_json_get_str(struct json_object *o, const char *name, bool required, cons
     return CM_JSON_OK;
 }
 
-int cm_json_get_f64(struct json_object *o, const char *name, bool required, double *out,
-                    char *err, size_t errlen)
+int cm_json_get_f64(struct json_object *o, const char *name, bool required, double *out, char *err,
+                    size_t errlen)
 {
     struct json_object *v = field(o, name);
     if (v == NULL)
@@ -274,8 +275,8 @@ int cm_json_get_f64(struct json_object *o, const char *name, bool required, doub
 char *cm_json_render(struct json_object *o, size_t *len)
 {
     size_t n = 0;
-    const char *s =
-        json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+    const char *s = json_object_to_json_string_length(
+        o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
     if (len)
         *len = n;
     return cm_strndup(s, n);

@@ -33,8 +33,8 @@ int cm_json_get_bool(struct json_object *o, const char *name, bool required, boo
 /* The string stays owned by `o`. Embedded NUL bytes are rejected. */
 int cm_json_get_str(struct json_object *o, const char *name, bool required, const char **out,
                     size_t *len, char *err, size_t errlen);
-int cm_json_get_f64(struct json_object *o, const char *name, bool required, double *out,
-                    char *err, size_t errlen);
+int cm_json_get_f64(struct json_object *o, const char *name, bool required, double *out, char *err,
+                    size_t errlen);
 
 /* Typed checks of an arbitrary value (used for array elements and nested objects). */
 int cm_json_as_u64(struct json_object *v, const char *what, uint64_t max, uint64_t *out, char *err,

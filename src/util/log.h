@@ -12,7 +12,8 @@
 
 enum cm_log_level { CM_LOG_DEBUG = 0, CM_LOG_INFO, CM_LOG_WARN, CM_LOG_ERROR, CM_LOG_FATAL };
 
-/* Send log lines to `path` (appending) or stderr when path is NULL or empty. Returns 0 or -errno. */
+/* Send log lines to `path` (appending) or stderr when path is NULL or empty. Returns 0 or -errno.
+ */
 int cm_log_open(const char *path);
 void cm_log_set_level(int level);
 int cm_log_get_level(void);

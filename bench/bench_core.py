@@ -1,0 +1,82 @@
+#!/usr/bin/python3
+"""Core benchmarks on a fresh local 3-node cluster: config writes and reads at several client
+counts, and the time from kill -9 of the leader to a new leader.
+
+usage: bench/bench_core.py [--duration 10] [--clients 1,64] [--kills 5] [--build build]
+Prints a table and, per run, the wrk RESULT line.
+"""
+import argparse
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "cluster"))
+from cmcluster import Cluster  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def wrk(url, script, clients, duration):
+    threads = 1 if clients < 4 else 2
+    cmd = ["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{duration}s", "--latency",
+           "-s", os.path.join(HERE, "wrk", script), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
+    m = re.search(r"RESULT (.*)", out)
+    if not m:
+        raise RuntimeError("wrk gave no result:\n" + out)
+    return dict((k, float(v)) for k, v in (kv.split("=") for kv in m.group(1).split()))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--clients", default="1,64")
+    ap.add_argument("--kills", type=int, default=5)
+    ap.add_argument("--build", default=os.environ.get("CM_BUILD", "build"))
+    args = ap.parse_args()
+    binary = os.path.join(HERE, "..", args.build, "clustermgr")
+    c = Cluster(nodes=3, binary=binary, log_level="warn")
+    try:
+        c.start_all()
+        lid = c.wait_leader()
+        follower = next(i for i in (1, 2, 3) if i != lid)
+        rows = []
+        for clients in [int(x) for x in args.clients.split(",")]:
+            for name, node, script in (("config/set via leader", lid, "config_set.lua"),
+                                       ("config/set via follower", follower, "config_set.lua"),
+                                       ("config/get (linearizable) on leader", lid, "config_get.lua"),
+                                       ("config/get (linearizable) on follower", follower, "config_get.lua")):
+                print(f"running {name} with {clients} client(s) for {args.duration}s...", flush=True)
+                r = wrk(f"http://{c.http(node)}", script, clients, args.duration)
+                rows.append((name, clients, r))
+                print(f"  ops/s {r['ops']:.0f}  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
+                      f"errors {int(r['errors'])}", flush=True)
+        times = []
+        for k in range(args.kills):
+            lid = c.wait_leader()
+            t0 = time.time()
+            c.kill(lid, signal.SIGKILL)
+            c.wait_leader(among=[i for i in (1, 2, 3) if i != lid], exclude=(lid,), timeout=30)
+            times.append(time.time() - t0)
+            print(f"kill -9 of leader {lid}: new leader after {times[-1]:.2f} s", flush=True)
+            c.start(lid)
+            c.wait_leader()
+        print()
+        print("| workload | clients | ops/s | p50 ms | p99 ms | p99.9 ms | errors |")
+        print("|---|---|---|---|---|---|---|")
+        for name, clients, r in rows:
+            print(f"| {name} | {clients} | {r['ops']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                  f"{r['p999_ms']:.2f} | {int(r['errors'])} |")
+        if times:
+            print(f"\nkill -9 leader -> new leader: median {statistics.median(times):.2f} s, "
+                  f"max {max(times):.2f} s over {len(times)} kills")
+    finally:
+        c.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+#!/bin/sh
+# Start a local three-node clustermgr cluster on loopback and keep it running until Ctrl-C.
+#
+#   scripts/run-local.sh            start (or restart, keeping its data) the local cluster
+#   scripts/run-local.sh --fresh    wipe the local cluster's data first
+#
+# Node ids 1, 2, 3; HTTP on 127.0.0.1:9998, 9999, 10000; raft on 127.0.0.1:10110, 10111, 10112.
+# Configs, logs and data live under run/local/ in the checkout (git-ignored).
+set -eu
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+RUN="$ROOT/run/local"
+
+scripts/deps.sh
+make -j"$(nproc)" >/dev/null
+
+if [ "${1:-}" = "--fresh" ]; then
+    rm -rf "$RUN"
+fi
+mkdir -p "$RUN"
+/usr/bin/python3 scripts/gen-config.py "$RUN" --data "$RUN/data" >/dev/null
+
+PIDS=""
+stop() {
+    trap - INT TERM
+    echo
+    echo "stopping the cluster..."
+    for p in $PIDS; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in $PIDS; do wait "$p" 2>/dev/null || true; done
+    echo "stopped. Data is kept in $RUN/data (use --fresh to start over)."
+    exit 0
+}
+trap stop INT TERM
+
+for i in 1 2 3; do
+    ./build/clustermgr -f "$RUN/node$i.conf" >>"$RUN/node$i.log" 2>&1 &
+    PIDS="$PIDS $!"
+done
+
+echo "waiting for a leader..."
+i=0
+leader=""
+while [ $i -lt 200 ]; do
+    leader=$(curl -s --max-time 1 http://127.0.0.1:9998/stat 2>/dev/null |
+        /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["leader_host"])' 2>/dev/null || true)
+    [ -n "$leader" ] && break
+    for p in $PIDS; do
+        if ! kill -0 "$p" 2>/dev/null; then
+            echo "a node exited; see $RUN/node*.log:"
+            tail -n 5 "$RUN"/node*.log
+            stop
+        fi
+    done
+    sleep 0.1
+    i=$((i + 1))
+done
+if [ -z "$leader" ]; then
+    echo "no leader after 20 s; see $RUN/node*.log"
+    stop
+fi
+
+cat <<EOT
+
+clustermgr is running: 3 nodes, leader at $leader
+  nodes:  http://127.0.0.1:9998  http://127.0.0.1:9999  http://127.0.0.1:10000
+  logs:   $RUN/node1.log ... node3.log
+
+Try:
+  curl -s http://127.0.0.1:9998/stat
+  curl -s -XPOST http://127.0.0.1:9999/config/set -d '{"key":"balance","value":"Enable"}'
+  curl -s http://127.0.0.1:10000/config/get?key=balance
+
+Press Ctrl-C to stop the cluster.
+EOT
+wait

@@ -1,0 +1,257 @@
+"""Run real clustermgr processes on loopback for tests, benchmarks and chaos runs.
+
+A Cluster owns a temporary directory with one config file and one data directory per node, picks
+free ports, starts and kills processes, and offers small HTTP helpers. Nothing here mocks raft or
+HTTP: every request goes over TCP to a real node.
+"""
+import importlib.util
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import requests
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("CM_BUILD", "build")
+BINARY = os.path.join(ROOT, BUILD, "clustermgr")
+
+_spec = importlib.util.spec_from_file_location("gen_config", os.path.join(ROOT, "scripts", "gen-config.py"))
+gen_config = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gen_config)
+
+
+def port_free(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def pick_ports(count):
+    """A base port such that base..base+count-1 and base+1000.. are free."""
+    for _ in range(200):
+        base = random.randrange(20000, 45000, 10)
+        if all(port_free(base + i) and port_free(base + 1000 + i) for i in range(count)):
+            return base
+    raise RuntimeError("no free port range found")
+
+
+class Args:
+    """Stands in for gen-config's argparse namespace."""
+
+    def __init__(self, **kw):
+        self.nodes = 3
+        self.voters = None
+        self.http_base = 9998
+        self.raft_base = 10110
+        self.data = None
+        self.idc = "z0"
+        self.log_level = "info"
+        self.election_ms = 0
+        self.heartbeat_ms = 0
+        self.snapshot_threshold = 0
+        self.extra = ""
+        self.__dict__.update(kw)
+        if self.voters is None:
+            self.voters = self.nodes
+
+
+class Cluster:
+    def __init__(self, nodes=3, voters=None, max_nodes=None, binary=None, extra=None,
+                 snapshot_threshold=0, election_ms=0, heartbeat_ms=0, idc="z0", log_level="info",
+                 workdir=None):
+        self.n = nodes
+        self.max_nodes = max_nodes or max(nodes, 5)
+        self.base = pick_ports(self.max_nodes)
+        self.dir = workdir or tempfile.mkdtemp(prefix="cmtest-")
+        self.binary = binary or BINARY
+        self.procs = {}
+        self.logs = {}
+        self.args = Args(nodes=self.max_nodes, voters=voters or nodes, http_base=self.base,
+                         raft_base=self.base + 1000, data=os.path.join(self.dir, "data"),
+                         idc=idc, log_level=log_level, election_ms=election_ms,
+                         heartbeat_ms=heartbeat_ms, snapshot_threshold=snapshot_threshold,
+                         extra=json.dumps(extra) if extra else "")
+        self.configs = {}
+        for i in range(1, self.max_nodes + 1):
+            self.configs[i] = gen_config.node_config(i, self.max_nodes, self.args)
+            self.write_config(i)
+
+    # ---- configs and processes ----------------------------------------------------------
+    def config_path(self, i):
+        return os.path.join(self.dir, f"node{i}.conf")
+
+    def write_config(self, i):
+        with open(self.config_path(i), "w") as f:
+            json.dump(self.configs[i], f, indent=2)
+
+    def data_dir(self, i):
+        return self.configs[i]["raft_config"]["server_config"]["raft_wal_dir"]
+
+    def http(self, i):
+        return f"127.0.0.1:{self.base + i - 1}"
+
+    def raft_addr(self, i):
+        return f"127.0.0.1:{self.base + 1000 + i - 1}"
+
+    def url(self, i, path):
+        return f"http://{self.http(i)}{path}"
+
+    def start(self, i, wait=True):
+        assert i not in self.procs or self.procs[i].poll() is not None, f"node {i} already runs"
+        log = open(os.path.join(self.dir, f"node{i}.log"), "ab")
+        self.logs[i] = log
+        self.procs[i] = subprocess.Popen([self.binary, "-f", self.config_path(i)], stdout=log,
+                                         stderr=subprocess.STDOUT)
+        if wait:
+            self.wait_http(i)
+        return self.procs[i]
+
+    def start_all(self, wait_leader=True):
+        for i in range(1, self.n + 1):
+            self.start(i, wait=False)
+        for i in range(1, self.n + 1):
+            self.wait_http(i)
+        if wait_leader:
+            self.wait_leader()
+        return self
+
+    def wait_http(self, i, timeout=20):
+        end = time.time() + timeout
+        while time.time() < end:
+            p = self.procs.get(i)
+            if p is not None and p.poll() is not None:
+                raise RuntimeError(f"node {i} exited with {p.returncode}: {self.log_tail(i)}")
+            try:
+                requests.get(self.url(i, "/livez"), timeout=1)
+                return
+            except requests.RequestException:
+                time.sleep(0.05)
+        raise TimeoutError(f"node {i} does not serve HTTP: {self.log_tail(i)}")
+
+    def alive(self):
+        return [i for i, p in self.procs.items() if p.poll() is None]
+
+    def kill(self, i, sig=signal.SIGKILL):
+        p = self.procs[i]
+        if p.poll() is None:
+            p.send_signal(sig)
+            if sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
+                p.wait(timeout=30)
+        return p.returncode
+
+    def stop(self, i):
+        return self.kill(i, signal.SIGTERM)
+
+    def pause(self, i):
+        self.procs[i].send_signal(signal.SIGSTOP)
+
+    def resume(self, i):
+        self.procs[i].send_signal(signal.SIGCONT)
+
+    def shutdown(self):
+        for i, p in list(self.procs.items()):
+            if p.poll() is None:
+                try:
+                    p.send_signal(signal.SIGCONT)
+                    p.terminate()
+                    p.wait(timeout=15)
+                except Exception:
+                    p.kill()
+                    p.wait()
+        for log in self.logs.values():
+            log.close()
+
+    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                       "ERROR: ThreadSanitizer")
+
+    def sanitizer_reports(self):
+        """Lines of sanitizer reports found in the node logs (empty when clean)."""
+        found = []
+        for i in self.logs:
+            try:
+                text = self.log_text(i)
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if any(m in line for m in self.SANITIZER_MARKS):
+                    found.append(f"node {i}: {line}")
+        return found
+
+    def log_tail(self, i, lines=30):
+        try:
+            with open(os.path.join(self.dir, f"node{i}.log"), "rb") as f:
+                return b"\n".join(f.read().splitlines()[-lines:]).decode(errors="replace")
+        except OSError:
+            return ""
+
+    def log_text(self, i):
+        with open(os.path.join(self.dir, f"node{i}.log"), "rb") as f:
+            return f.read().decode(errors="replace")
+
+    # ---- HTTP helpers -----------------------------------------------------------------
+    def get(self, i, path, **kw):
+        kw.setdefault("timeout", 15)
+        return requests.get(self.url(i, path), **kw)
+
+    def post(self, i, path, body=None, **kw):
+        kw.setdefault("timeout", 15)
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+        return requests.post(self.url(i, path), data=body, **kw)
+
+    def stat(self, i):
+        return self.get(i, "/stat", timeout=3).json()
+
+    def leader(self, among=None):
+        """The leader id that every reachable node agrees on, or 0."""
+        seen = set()
+        for i in among or self.alive():
+            try:
+                st = self.stat(i)["raft_status"]
+            except (requests.RequestException, ValueError):
+                continue
+            seen.add(st["leader"])
+        if len(seen) == 1:
+            return seen.pop()
+        return 0
+
+    def wait_leader(self, timeout=20, among=None, exclude=()):
+        end = time.time() + timeout
+        while time.time() < end:
+            lid = self.leader(among)
+            if lid and lid not in exclude:
+                st = self.stat(lid) if lid in self.alive() else None
+                if st and st["raft_status"]["raftState"] == "StateLeader":
+                    # the leader serves writes once it applied earlier terms
+                    r = self.get(lid, "/readyz", timeout=3)
+                    if r.status_code == 200:
+                        return lid
+            time.sleep(0.05)
+        raise TimeoutError("no leader: " + "; ".join(f"{i}: {self.log_tail(i, 5)}" for i in self.alive()))
+
+    def wait_applied(self, index, nodes=None, timeout=20):
+        end = time.time() + timeout
+        for i in nodes or self.alive():
+            while True:
+                if self.stat(i)["raft_status"]["applied"] >= index:
+                    break
+                if time.time() > end:
+                    raise TimeoutError(f"node {i} did not apply {index}")
+                time.sleep(0.05)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.shutdown()
