@@ -29,6 +29,11 @@ void h_leadership_transfer(struct cm_job *j);
 int parse_member_query(struct cm_job *j);
 void h_member_view(struct cm_job *j);
 
+/* scope.c */
+int parse_bid_alloc(struct cm_job *j);
+void h_bid_alloc(struct cm_job *j);
+void h_diskid_alloc(struct cm_job *j);
+
 /* stat.c */
 void h_stat(struct cm_job *j);
 void h_readindex(struct cm_job *j);

@@ -19,6 +19,10 @@ static const struct cm_route routes[] = {
     {"/leadership/transfer", CM_POST, CM_R_WRITE, 0, parse_peer_id, h_leadership_transfer,
      "leadership_transfer"},
 
+    /* id scopes */
+    {"/bid/alloc", CM_POST, CM_R_WRITE, 0, parse_bid_alloc, h_bid_alloc, "bid_alloc"},
+    {"/diskid/alloc", CM_POST, CM_R_WRITE, 0, NULL, h_diskid_alloc, "diskid_alloc"},
+
     /* node state */
     {"/stat", CM_GET, CM_R_LOCAL, 0, NULL, h_stat, "stat"},
     {"/livez", CM_GET, CM_R_INLINE | CM_R_NO_AUTH, 0, NULL, h_livez, "livez"},

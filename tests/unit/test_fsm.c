@@ -6,6 +6,7 @@
 #include "../../src/fsm/fsm.h"
 #include "../../src/fsm/mod_config.h"
 #include "../../src/fsm/mod_members.h"
+#include "../../src/fsm/mod_scope.h"
 #include "../../src/util/json.h"
 
 static struct cm_config cfg;
@@ -208,6 +209,35 @@ static void test_snapshot_rejects_damage(void **state)
     cm_fsm_free(b);
 }
 
+static void test_scope_never_lowers(void **state)
+{
+    (void)state;
+    struct cm_fsm *fsm = cm_fsm_new(&cfg, 1);
+    struct cm_buf b = {0};
+    uint64_t end = cm_scope_reserve(fsm, "bid", 10, &b);
+    assert_true(end == 10);
+    struct cm_buf b2 = {0};
+    uint64_t end2 = cm_scope_reserve(fsm, "bid", 5, &b2); /* reserved, not yet applied */
+    assert_true(end2 == 15);
+    apply(fsm, CM_MOD_SCOPE, CM_SCOPE_OP_ALLOC, &b2, 1);
+    assert_true(cm_scope_current(fsm, "bid") == 15);
+    apply(fsm, CM_MOD_SCOPE, CM_SCOPE_OP_ALLOC, &b, 2); /* a lower bound applied late */
+    assert_true(cm_scope_current(fsm, "bid") == 15);
+    assert_true(cm_scope_current(fsm, "vid") == 0);
+    /* a fresh leader state (after restore) starts from the applied value */
+    struct cm_buf snap = {0};
+    cm_fsm_snapshot(fsm, &snap);
+    struct cm_fsm *other = cm_fsm_new(&cfg, 2);
+    char err[128];
+    assert_int_equal(cm_fsm_restore(other, snap.data, snap.len, err, sizeof err), 0);
+    struct cm_buf b3 = {0};
+    assert_true(cm_scope_reserve(other, "bid", 1, &b3) == 16);
+    cm_buf_free(&b3);
+    cm_buf_free(&snap);
+    cm_fsm_free(other);
+    cm_fsm_free(fsm);
+}
+
 int main(void)
 {
     cmt_quiet();
@@ -217,6 +247,7 @@ int main(void)
         cmocka_unit_test(test_apply_never_fails_on_garbage),
         cmocka_unit_test(test_snapshot_roundtrip),
         cmocka_unit_test(test_snapshot_rejects_damage),
+        cmocka_unit_test(test_scope_never_lowers),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     cm_config_free(&cfg);
