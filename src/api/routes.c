@@ -38,3 +38,8 @@ const struct cm_route *cm_routes(size_t *n)
     *n = sizeof routes / sizeof routes[0];
     return routes;
 }
+
+const struct cm_config *cm_job_cfg(struct cm_job *j)
+{
+    return cm_node_cfg(j->node);
+}

@@ -143,6 +143,7 @@ struct cm_node {
     size_t hist_n;
     struct cm_node_hooks hooks[MAX_HOOKS];
     size_t n_hooks;
+    void *ext[CM_EXT_MAX];
 };
 
 static void dispatch(struct cm_node *n, struct cm_job *j);
@@ -212,6 +213,17 @@ void cm_node_add_hooks(struct cm_node *n, const struct cm_node_hooks *h)
 {
     if (n->n_hooks < MAX_HOOKS)
         n->hooks[n->n_hooks++] = *h;
+}
+
+void *cm_node_ext(struct cm_node *n, enum cm_ext_slot slot)
+{
+    return slot < CM_EXT_MAX ? n->ext[slot] : NULL;
+}
+
+void cm_node_set_ext(struct cm_node *n, enum cm_ext_slot slot, void *state)
+{
+    if (slot < CM_EXT_MAX)
+        n->ext[slot] = state;
 }
 
 size_t cm_node_leader_history(struct cm_node *n, const struct cm_leader_event **ev)
@@ -1787,6 +1799,7 @@ int cm_node_init(struct cm_node **out, struct cm_config *cfg, char *err, size_t 
     uv_signal_start(&n->sig_int, on_signal, SIGINT);
     uv_signal_start(&n->sig_term, on_signal, SIGTERM);
 
+    cm_jobs_init(n);
     if (cm_http_start(&n->http, n, cfg, err, errlen) != 0) {
         n->exit_code = 1;
         *out = n;
@@ -1871,6 +1884,9 @@ void cm_node_stop(struct cm_node *n, const char *why)
         if (n->leader_ready && n->hooks[i].on_follower)
             n->hooks[i].on_follower(n, n->hooks[i].arg);
     n->leader_ready = false;
+    for (size_t i = 0; i < n->n_hooks; i++)
+        if (n->hooks[i].on_stop)
+            n->hooks[i].on_stop(n, n->hooks[i].arg);
     uv_timer_stop(&n->tick);
     uv_check_stop(&n->check);
     if (n->httpc)

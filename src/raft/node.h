@@ -129,8 +129,28 @@ struct cm_node_hooks {
     void (*on_leader)(struct cm_node *n, void *arg);
     void (*on_follower)(struct cm_node *n, void *arg);
     void (*on_tick)(struct cm_node *n, void *arg);
+    void (*on_stop)(struct cm_node *n, void *arg); /* before raft closes; free what arg owns */
     void *arg;
 };
 void cm_node_add_hooks(struct cm_node *n, const struct cm_node_hooks *h);
+
+/* Per-domain loop-side state that is not replicated (leader caches, task queues, metrics).
+ * One slot per domain; owners set it in their jobs init and free it in on_stop. */
+enum cm_ext_slot {
+    CM_EXT_DISK = 0,
+    CM_EXT_VOLUME,
+    CM_EXT_SERVICE,
+    CM_EXT_KV,
+    CM_EXT_METRICS,
+    CM_EXT_AUTH,
+    CM_EXT_OPS,
+    CM_EXT_MAX
+};
+void *cm_node_ext(struct cm_node *n, enum cm_ext_slot slot);
+void cm_node_set_ext(struct cm_node *n, enum cm_ext_slot slot, void *state);
+
+/* Called once on the loop thread before the HTTP server starts (src/jobs/jobs.c): registers the
+ * leader jobs and hooks of every domain. */
+void cm_jobs_init(struct cm_node *n);
 
 #endif

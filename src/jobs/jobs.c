@@ -1,0 +1,11 @@
+/*
+ * Leader jobs and loop-side services of every domain are wired up here, once, before the node
+ * starts serving HTTP. Each domain registers its hooks (cm_node_add_hooks) and, when it keeps
+ * loop-side state, its extension slot (cm_node_set_ext).
+ */
+#include "../raft/node.h"
+
+void cm_jobs_init(struct cm_node *n)
+{
+    (void)n;
+}
