@@ -1,7 +1,7 @@
 # clustermgr build. `make` builds build/clustermgr; `make test` runs the whole suite.
 # Variants: `make SAN=1` builds an ASan+UBSan tree under build-san/ (used by `make test-san`).
 
-PKGS := raft libuv libmicrohttpd libcurl json-c zlib
+PKGS := raft libuv libmicrohttpd libcurl json-c zlib libcrypto gnutls
 CC ?= cc
 ifeq ($(SAN),1)
 BUILD ?= build-san
@@ -24,8 +24,11 @@ MAIN_OBJ := $(BUILD)/obj/src/server/main.o
 
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
+TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
-.PHONY: all clean test unit cluster test-san fmt fmt-check deps run
+
+.PHONY: all clean test unit cluster tools test-san fmt fmt-check deps run
 all: $(BUILD)/clustermgr
 
 $(BUILD)/obj/%.o: %.c
@@ -43,11 +46,17 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(BUILD)/libcm.a $(LDLIBS) -lcmocka
 
+$(BUILD)/tests/tools/%: tests/tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(LDLIBS)
+
+tools: $(TOOL_BIN)
+
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-cluster: $(BUILD)/clustermgr
-	CM_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q -x tests/cluster $(PYTEST_ARGS)
+cluster: $(BUILD)/clustermgr $(TOOL_BIN)
+	CM_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q -x --basetemp=$(BUILD)/pytest-tmp tests/cluster $(PYTEST_ARGS)
 
 # The whole suite, as CI runs it: formatting, unit and cluster tests, then both again under
 # ASan+UBSan.

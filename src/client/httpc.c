@@ -22,6 +22,7 @@ struct cm_httpc {
     bool closing;
     void (*closed)(void *);
     void *closed_arg;
+    char *tls_ca, *tls_cert, *tls_key;
 };
 
 static void push(struct cm_httpc_req **head, struct cm_httpc_req **tail, struct cm_httpc_req *r)
@@ -126,6 +127,12 @@ static void start_one(struct cm_httpc *c, struct cm_httpc_req *r)
     /* never wait for "100 Continue" */
     cm_httpc_req_header(r, "Expect:");
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+    if (c->tls_ca)
+        curl_easy_setopt(e, CURLOPT_CAINFO, c->tls_ca);
+    if (c->tls_cert) {
+        curl_easy_setopt(e, CURLOPT_SSLCERT, c->tls_cert);
+        curl_easy_setopt(e, CURLOPT_SSLKEY, c->tls_key);
+    }
     if (strcmp(r->method, "GET") == 0)
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     else {
@@ -244,6 +251,18 @@ struct cm_httpc *cm_httpc_new(uv_loop_t *loop)
     return c;
 }
 
+void cm_httpc_set_tls(struct cm_httpc *c, const char *ca_file, const char *cert, const char *key)
+{
+    pthread_mutex_lock(&c->lock);
+    free(c->tls_ca);
+    free(c->tls_cert);
+    free(c->tls_key);
+    c->tls_ca = ca_file && ca_file[0] ? cm_strdup(ca_file) : NULL;
+    c->tls_cert = cert && cert[0] ? cm_strdup(cert) : NULL;
+    c->tls_key = key && key[0] ? cm_strdup(key) : NULL;
+    pthread_mutex_unlock(&c->lock);
+}
+
 void cm_httpc_submit(struct cm_httpc *c, struct cm_httpc_req *r)
 {
     pthread_mutex_lock(&c->lock);
@@ -257,6 +276,9 @@ static void on_async_closed(uv_handle_t *h)
     struct cm_httpc *c = h->data;
     curl_multi_cleanup(c->multi);
     pthread_mutex_destroy(&c->lock);
+    free(c->tls_ca);
+    free(c->tls_cert);
+    free(c->tls_key);
     void (*closed)(void *) = c->closed;
     void *arg = c->closed_arg;
     free(c);

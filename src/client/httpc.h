@@ -49,6 +49,10 @@ struct cm_httpc *cm_httpc_new(uv_loop_t *loop);
  * close finishes asynchronously on the loop; `closed` (may be NULL) is called then. */
 void cm_httpc_close(struct cm_httpc *c, void (*closed)(void *arg), void *arg);
 
+/* Verify servers against `ca_file` (system CAs when empty) and present `cert`/`key` as client
+ * certificate; call before submitting. Strings are copied. */
+void cm_httpc_set_tls(struct cm_httpc *c, const char *ca_file, const char *cert, const char *key);
+
 struct cm_httpc_req *cm_httpc_req_new(const char *method, const char *url);
 void cm_httpc_req_header(struct cm_httpc_req *r, const char *header_line);
 /* Take ownership of a malloc'd body. */

@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "../raft/node.h"
+#include "../security/auth.h"
 #include "../util/log.h"
 #include "../util/timeutil.h"
 #include "router.h"
@@ -38,6 +40,7 @@ struct route_stats {
 
 struct cm_http {
     struct MHD_Daemon *d;
+    char *tls_cert, *tls_key, *tls_trust; /* PEM contents, kept while the daemon runs */
     struct cm_node *node;
     const struct cm_config *cfg;
     int listen_fd;
@@ -205,6 +208,24 @@ static const char *method_list(int m, char *buf, size_t cap)
     return buf;
 }
 
+/* With tls.client_ca_file the server asks for a client certificate; accept the request only
+ * when one was presented and verifies against that CA. */
+static bool client_cert_ok(struct cm_job *j)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(j->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (ci == NULL || ci->tls_session == NULL)
+        return false;
+    gnutls_session_t session = (gnutls_session_t)ci->tls_session;
+    unsigned list_size = 0;
+    if (gnutls_certificate_get_peers(session, &list_size) == NULL || list_size == 0)
+        return false;
+    unsigned status = 0;
+    if (gnutls_certificate_verify_peers2(session, &status) != 0)
+        return false;
+    return status == 0;
+}
+
 static enum MHD_Result send_job_response(struct cm_job *j)
 {
     struct MHD_Response *r;
@@ -271,6 +292,22 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 
         int allowed = 0;
         j->route = cm_route_lookup(j->path, j->method, &allowed);
+        if (h->cfg->tls_client_ca[0] && !client_cert_ok(j)) {
+            cm_job_set_error(j, 403, "a client certificate signed by the cluster CA is required",
+                             NULL);
+            return send_job_response(j);
+        }
+        if (h->cfg->auth_enable && !(j->route && (j->route->flags & CM_R_NO_AUTH))) {
+            const char *q = strchr(j->uri, '?');
+            const char *why = NULL;
+            if (cm_auth_verify(j->auth_token, j->path, q ? q + 1 : "", h->cfg->auth_secret,
+                               cm_now_ns() / 1000000000LL, h->cfg->auth_max_age_s, &why) != 0) {
+                char msg[128];
+                snprintf(msg, sizeof msg, "auth token %s", why);
+                cm_job_set_error(j, 403, msg, NULL);
+                return send_job_response(j);
+            }
+        }
         if (j->route == NULL) {
             char msg[512], ms[64];
             if (allowed) {
@@ -326,7 +363,14 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
             j->route->handle(j);
             return send_job_response(j);
         }
-        if (!cm_node_submit(h->node, j)) {
+        int sub = cm_node_submit(h->node, j);
+        if (sub == CM_SUBMIT_BUSY) {
+            cm_job_set_error(j, 503, "the node is overloaded: too many requests in flight; retry",
+                             NULL);
+            cm_job_add_header(j, "Retry-After", "1");
+            return send_job_response(j);
+        }
+        if (sub != CM_SUBMIT_OK) {
             cm_job_set_error(j, 503, "the node is shutting down", NULL);
             return send_job_response(j);
         }
@@ -433,29 +477,79 @@ static int open_listener(const struct cm_config *cfg, char *err, size_t errlen)
     return fd;
 }
 
+static char *read_file(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct cm_buf b = {0};
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.len < (1u << 20))
+        cm_buf_append(&b, chunk, n);
+    fclose(f);
+    if (b.len == 0) {
+        snprintf(err, errlen, "%s is empty", path);
+        cm_buf_free(&b);
+        return NULL;
+    }
+    return cm_buf_steal(&b, NULL);
+}
+
+static void http_free(struct cm_http *h)
+{
+    free(h->tls_cert);
+    free(h->tls_key);
+    free(h->tls_trust);
+    free(h);
+}
+
 int cm_http_start(struct cm_http **out, struct cm_node *node, const struct cm_config *cfg,
                   char *err, size_t errlen)
 {
     struct cm_http *h = cm_calloc(1, sizeof *h);
     h->node = node;
     h->cfg = cfg;
-    h->listen_fd = open_listener(cfg, err, errlen);
-    if (h->listen_fd < 0) {
-        free(h);
-        return -1;
-    }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
+    if (cfg->tls_cert[0]) {
+        if ((h->tls_cert = read_file(cfg->tls_cert, err, errlen)) == NULL ||
+            (h->tls_key = read_file(cfg->tls_key, err, errlen)) == NULL ||
+            (cfg->tls_client_ca[0] &&
+             (h->tls_trust = read_file(cfg->tls_client_ca, err, errlen)) == NULL)) {
+            http_free(h);
+            return -1;
+        }
+        flags |= MHD_USE_TLS;
+    }
+    h->listen_fd = open_listener(cfg, err, errlen);
+    if (h->listen_fd < 0) {
+        http_free(h);
+        return -1;
+    }
+    struct MHD_OptionItem tls_opts[4];
+    int k = 0;
+    if (h->tls_cert) {
+        tls_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_cert};
+        tls_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_key};
+        if (h->tls_trust)
+            tls_opts[k++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, h->tls_trust};
+    }
+    tls_opts[k] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     h->d = MHD_start_daemon(
         flags, 0, NULL, NULL, access_handler, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
+        MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_ip_connections,
         MHD_OPTION_LISTEN_SOCKET, h->listen_fd, MHD_OPTION_THREAD_POOL_SIZE, cfg->http_threads,
         MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)60, MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_URI_LOG_CALLBACK,
         uri_log, h, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (h->d == NULL) {
-        snprintf(err, errlen, "cannot start the HTTP server on %s", cfg->bind_addr);
+        snprintf(err, errlen, "cannot start the HTTP server on %s%s", cfg->bind_addr,
+                 h->tls_cert ? " (check the TLS certificate and key)" : "");
         close(h->listen_fd);
-        free(h);
+        http_free(h);
         return -1;
     }
     *out = h;
@@ -476,5 +570,5 @@ void cm_http_stop(struct cm_http *h)
     MHD_stop_daemon(h->d);
     if (h->listen_fd >= 0)
         close(h->listen_fd);
-    free(h);
+    http_free(h);
 }

@@ -33,6 +33,8 @@
 #include "../util/log.h"
 #include "../util/map.h"
 #include "../util/timeutil.h"
+#include "../security/auth.h"
+#include "transport.h"
 
 #define BATCH_MAX_ENTRIES 1024
 #define BATCH_MAX_BYTES (8u << 20)
@@ -82,6 +84,8 @@ struct cm_node {
     uv_timer_t tick;
     uv_signal_t sig_int, sig_term;
     bool raft_started;
+    bool auth_transport;
+    atomic_uint queued; /* jobs handed to the loop and not yet answered */
 
     pthread_mutex_t qlock;
     struct cm_job *q_head, *q_tail;
@@ -277,6 +281,7 @@ void cm_reply_prepared(struct cm_job *j)
         return;
     job_detach(j);
     j->state = CM_JOB_REPLIED;
+    atomic_fetch_sub_explicit(&j->node->queued, 1, memory_order_relaxed);
     cm_http_resume(j);
 }
 
@@ -313,13 +318,16 @@ void cm_reply_error(struct cm_job *j, int status, const char *msg, const char *c
 /* ------------------------------------------------------------------------------------------ */
 /* submission from HTTP threads                                                                */
 
-bool cm_node_submit(struct cm_node *n, struct cm_job *j)
+int cm_node_submit(struct cm_node *n, struct cm_job *j)
 {
+    if (atomic_load_explicit(&n->queued, memory_order_relaxed) >= n->cfg->max_queued_requests)
+        return CM_SUBMIT_BUSY;
     pthread_mutex_lock(&n->qlock);
     if (n->q_closed) {
         pthread_mutex_unlock(&n->qlock);
-        return false;
+        return CM_SUBMIT_STOPPING;
     }
+    atomic_fetch_add_explicit(&n->queued, 1, memory_order_relaxed);
     /* Suspend before the loop can see the job, so its resume always comes after. */
     cm_http_suspend(j);
     j->state = CM_JOB_IN_LOOP;
@@ -331,7 +339,7 @@ bool cm_node_submit(struct cm_node *n, struct cm_job *j)
     n->q_tail = j;
     pthread_mutex_unlock(&n->qlock);
     uv_async_send(&n->wake);
-    return true;
+    return CM_SUBMIT_OK;
 }
 
 static struct cm_job *take_queue(struct cm_node *n, bool close)
@@ -807,6 +815,19 @@ static void read_index_done(struct cm_httpc_req *r)
     release_applied(n);
 }
 
+/* Node-to-node requests carry a token like any client's when auth is on. */
+static void add_internal_headers(struct cm_node *n, struct cm_httpc_req *r, const char *path,
+                                 const char *query)
+{
+    cm_httpc_req_header(r, "X-Clustermgr-Internal: 1");
+    if (n->cfg->auth_enable) {
+        char tok[CM_AUTH_TOKEN_LEN + 1], h[64 + CM_AUTH_TOKEN_LEN];
+        cm_auth_token(path, query, cm_now_ns() / 1000000000LL, n->cfg->auth_secret, tok);
+        snprintf(h, sizeof h, "%s: %s", CM_AUTH_HEADER, tok);
+        cm_httpc_req_header(r, h);
+    }
+}
+
 static void start_read_index(struct cm_node *n)
 {
     if (n->ri_busy || n->ri_next.n == 0)
@@ -827,7 +848,7 @@ static void start_read_index(struct cm_node *n)
     char url[512];
     snprintf(url, sizeof url, "%s%s/internal/readindex", n->cfg->node_protocol, addr);
     struct cm_httpc_req *r = cm_httpc_req_new("GET", url);
-    cm_httpc_req_header(r, "X-Clustermgr-Internal: 1");
+    add_internal_headers(n, r, "/internal/readindex", "");
     r->timeout_ms = (long)n->cfg->propose_timeout_ms;
     r->done = read_index_done;
     r->data = n;
@@ -1127,7 +1148,9 @@ static void probe_removal(struct cm_node *n)
         snprintf(url, sizeof url, "%s%s/internal/member?id=%llu", n->cfg->node_protocol, addr,
                  (unsigned long long)n->cfg->node_id);
         struct cm_httpc_req *r = cm_httpc_req_new("GET", url);
-        cm_httpc_req_header(r, "X-Clustermgr-Internal: 1");
+        char q[40];
+        snprintf(q, sizeof q, "id=%llu", (unsigned long long)n->cfg->node_id);
+        add_internal_headers(n, r, "/internal/member", q);
         r->timeout_ms = 2000;
         r->done = probe_done;
         r->data = n;
@@ -1696,16 +1719,24 @@ int cm_node_init(struct cm_node **out, struct cm_config *cfg, char *err, size_t 
     n->fsm->on_applied = on_applied;
     n->fsm->on_applied_arg = n;
 
-    rc = raft_uv_tcp_init(&n->transport, &n->loop);
-    if (rc != 0) {
-        snprintf(err, errlen, "raft transport: %s", raft_strerror(rc));
-        goto fail;
-    }
     char bind[CM_ADDR_MAX + 8];
     snprintf(bind, sizeof bind, "%s:%u", cfg->raft_listen_ip, cfg->raft_port);
-    rc = raft_uv_tcp_set_bind_address(&n->transport, bind);
+    if (cfg->peer_secret[0]) {
+        /* only members that prove they hold the peer secret may speak raft to us */
+        rc = cm_transport_init(&n->transport, &n->loop, bind, cfg->peer_secret);
+        n->auth_transport = true;
+        CM_INFO("node", "raft peers authenticate with the cluster's peer secret");
+    } else {
+        rc = raft_uv_tcp_init(&n->transport, &n->loop);
+        if (rc == 0)
+            rc = raft_uv_tcp_set_bind_address(&n->transport, bind);
+        CM_WARN("node",
+                "raft peer authentication is off (no auth.peer_secret): anyone who can "
+                "reach raft port %u can speak raft to this node",
+                cfg->raft_port);
+    }
     if (rc != 0) {
-        snprintf(err, errlen, "raft bind address %s: %s", bind, raft_strerror(rc));
+        snprintf(err, errlen, "raft transport on %s: %s", bind, raft_strerror(rc));
         goto fail;
     }
     rc = raft_uv_init(&n->io, &n->loop, cfg->data_dir, &n->transport);
@@ -1785,6 +1816,8 @@ int cm_node_init(struct cm_node **out, struct cm_config *cfg, char *err, size_t 
             (unsigned long long)n->raft.log.snapshot.last_index, bind);
 
     n->httpc = cm_httpc_new(&n->loop);
+    if (cfg->tls_cert[0])
+        cm_httpc_set_tls(n->httpc, cfg->tls_ca, cfg->tls_cert, cfg->tls_key);
     uv_async_init(&n->loop, &n->wake, on_wake);
     n->wake.data = n;
     uv_check_init(&n->loop, &n->check);
@@ -1836,7 +1869,10 @@ static void on_raft_closed(struct raft *r)
 {
     struct cm_node *n = r->data;
     raft_uv_close(&n->io);
-    raft_uv_tcp_close(&n->transport);
+    if (n->auth_transport)
+        cm_transport_free(&n->transport);
+    else
+        raft_uv_tcp_close(&n->transport);
     uv_walk(&n->loop, walk_close, NULL);
 }
 

@@ -31,10 +31,12 @@ int cm_node_run(struct cm_node *n);
 void cm_node_stop(struct cm_node *n, const char *why);
 void cm_node_free(struct cm_node *n);
 
-/* Any thread: hand a job to the loop. Returns false when the node is shutting down; the caller
- * then answers the job itself. Must be called with the connection not yet suspended; it
- * suspends it. */
-bool cm_node_submit(struct cm_node *n, struct cm_job *j);
+/* Any thread: hand a job to the loop. Returns CM_SUBMIT_OK, or CM_SUBMIT_BUSY when too many
+ * requests already wait on the loop (http.max_queued_requests), or CM_SUBMIT_STOPPING when the
+ * node is shutting down; the caller then answers the job itself. Must be called with the
+ * connection not yet suspended; it suspends it. */
+enum { CM_SUBMIT_OK = 0, CM_SUBMIT_BUSY = 1, CM_SUBMIT_STOPPING = 2 };
+int cm_node_submit(struct cm_node *n, struct cm_job *j);
 
 /* ---- loop thread API for route handlers ---- */
 

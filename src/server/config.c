@@ -587,6 +587,7 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
                                             "max_heartbeat_notify_num",
                                             "metric_report_interval_m",
                                             "http",
+                                            "tls",
                                             NULL};
     static const char *const top_go[] = {"max_procs",
                                          "normal_db_path",
@@ -674,13 +675,19 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
     }
     struct json_object *au = sub(root, "auth");
     if (au) {
-        static const char *const known[] = {"enable_auth", "secret", "max_age_s", NULL};
+        static const char *const known[] = {"enable_auth", "secret", "max_age_s", "peer_secret",
+                                            NULL};
         if (check_fields(p, au, "auth", known, NULL) < 0 ||
             get_bool(p, au, "auth", "enable_auth", &cfg->auth_enable) < 0 ||
             get_str(p, au, "auth", "secret", false, cfg->auth_secret, sizeof cfg->auth_secret) <
                 0 ||
+            get_str(p, au, "auth", "peer_secret", false, cfg->peer_secret,
+                    sizeof cfg->peer_secret) < 0 ||
             get_i64(p, au, "auth", "max_age_s", 0, 86400 * 365, &cfg->auth_max_age_s) < 0)
             goto out;
+        /* raft peers authenticate with peer_secret, else with the API secret when auth is on */
+        if (cfg->peer_secret[0] == '\0' && cfg->auth_enable)
+            memcpy(cfg->peer_secret, cfg->auth_secret, sizeof cfg->peer_secret);
         if (cfg->auth_enable && cfg->auth_secret[0] == '\0') {
             fail(p, "auth.enable_auth is set but auth.secret is empty");
             goto out;
@@ -700,18 +707,45 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
     cfg->http_threads = 4;
     cfg->max_connections = 4096;
     cfg->max_body_bytes = 4u << 20;
+    cfg->max_queued_requests = 20000;
+    cfg->connection_timeout_s = 30;
     struct json_object *ht = sub(root, "http");
     if (ht) {
-        static const char *const known[] = {"threads", "max_connections", "max_body_bytes", NULL};
-        uint64_t t = cfg->http_threads, mc = cfg->max_connections, mb = cfg->max_body_bytes;
+        static const char *const known[] = {"threads",
+                                            "max_connections",
+                                            "max_body_bytes",
+                                            "max_queued_requests",
+                                            "per_ip_connections",
+                                            "connection_timeout_s",
+                                            NULL};
+        uint64_t t = cfg->http_threads, mc = cfg->max_connections, mb = cfg->max_body_bytes,
+                 mq = cfg->max_queued_requests, pi = 0, ct = cfg->connection_timeout_s;
         if (check_fields(p, ht, "http", known, NULL) < 0 ||
             get_u64(p, ht, "http", "threads", false, 64, &t) < 0 ||
             get_u64(p, ht, "http", "max_connections", false, 1000000, &mc) < 0 ||
-            get_u64(p, ht, "http", "max_body_bytes", false, 1u << 30, &mb) < 0)
+            get_u64(p, ht, "http", "max_body_bytes", false, 1u << 30, &mb) < 0 ||
+            get_u64(p, ht, "http", "max_queued_requests", false, 10000000, &mq) < 0 ||
+            get_u64(p, ht, "http", "per_ip_connections", false, 1000000, &pi) < 0 ||
+            get_u64(p, ht, "http", "connection_timeout_s", false, 3600, &ct) < 0)
             goto out;
         cfg->http_threads = t ? (unsigned)t : 1;
         cfg->max_connections = mc ? (unsigned)mc : 1;
         cfg->max_body_bytes = mb ? (unsigned)mb : 1;
+        cfg->max_queued_requests = mq ? (unsigned)mq : 1;
+        cfg->per_ip_connections = (unsigned)pi;
+        cfg->connection_timeout_s = ct ? (unsigned)ct : 30;
+    }
+    struct json_object *tls = sub(root, "tls");
+    if (tls) {
+        static const char *const known[] = {"cert_file", "key_file", "client_ca_file", "ca_file",
+                                            NULL};
+        if (check_fields(p, tls, "tls", known, NULL) < 0 ||
+            get_str(p, tls, "tls", "cert_file", true, cfg->tls_cert, sizeof cfg->tls_cert) < 0 ||
+            get_str(p, tls, "tls", "key_file", true, cfg->tls_key, sizeof cfg->tls_key) < 0 ||
+            get_str(p, tls, "tls", "client_ca_file", false, cfg->tls_client_ca,
+                    sizeof cfg->tls_client_ca) < 0 ||
+            get_str(p, tls, "tls", "ca_file", false, cfg->tls_ca, sizeof cfg->tls_ca) < 0)
+            goto out;
     }
 
     /* volume_mgr_config */
@@ -805,6 +839,11 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
 
     if (parse_raft(p, sub(root, "raft_config"), cfg) < 0)
         goto out;
+    if (cfg->tls_cert[0] && strcmp(cfg->node_protocol, "https://") != 0) {
+        fail(p,
+             "tls is configured: raft_config.raft_node_config.node_protocol must be \"https://\"");
+        goto out;
+    }
     if (parse_policies(p, sub(root, "code_mode_policies"), cfg, &code_mode_json) < 0)
         goto out;
     if (parse_cluster_config(p, sub(root, "cluster_config"), cfg, code_mode_json.data) < 0)

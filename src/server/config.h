@@ -60,6 +60,13 @@ struct cm_config {
     bool auth_enable;
     char auth_secret[256];
     int64_t auth_max_age_s; /* 0 = no freshness check */
+    char peer_secret[256];  /* raft peer authentication; "" = off */
+
+    /* TLS on the HTTP API (and for calls to other nodes and blobnodes) */
+    char tls_cert[CM_PATH_MAX];
+    char tls_key[CM_PATH_MAX];
+    char tls_client_ca[CM_PATH_MAX]; /* require client certificates signed by this CA */
+    char tls_ca[CM_PATH_MAX];        /* verify the servers this node calls */
 
     struct cm_policy *policies; /* sorted by min_size */
     size_t n_policies;
@@ -110,6 +117,9 @@ struct cm_config {
     unsigned http_threads;
     unsigned max_connections;
     unsigned max_body_bytes;
+    unsigned max_queued_requests; /* requests waiting on the loop before 503 */
+    unsigned per_ip_connections;  /* 0 = unlimited */
+    unsigned connection_timeout_s;
 };
 
 /* Load and validate `path`. Returns 0, or -1 with a message naming the problem in `err`. */

@@ -4,8 +4,11 @@ A Cluster owns a temporary directory with one config file and one data directory
 free ports, starts and kills processes, and offers small HTTP helpers. Nothing here mocks raft or
 HTTP: every request goes over TCP to a real node.
 """
+import base64
+import hashlib
 import importlib.util
 import json
+import struct
 import os
 import random
 import signal
@@ -200,15 +203,33 @@ class Cluster:
             return f.read().decode(errors="replace")
 
     # ---- HTTP helpers -----------------------------------------------------------------
-    def get(self, i, path, **kw):
+    def secret(self, i=1):
+        auth = self.configs[i].get("auth", {})
+        return auth.get("secret") if auth.get("enable_auth") else None
+
+    def token(self, path, secret, ts=None):
+        """The request token CubeFS clients compute (md5 of path, raw query, time, secret)."""
+        p, _, q = path.partition("?")
+        t = struct.pack("<q", int(time.time()) if ts is None else ts)
+        digest = hashlib.md5(p.encode() + q.encode() + t + secret.encode()).digest()
+        return base64.urlsafe_b64encode(t + digest).decode()
+
+    def _kw(self, i, path, kw):
         kw.setdefault("timeout", 15)
-        return requests.get(self.url(i, path), **kw)
+        sec = self.secret(i)
+        if sec and kw.pop("auth", True):
+            kw.setdefault("headers", {})
+            kw["headers"].setdefault("BLOB-STORE-AUTH-TOKEN", self.token(path, sec))
+        kw.pop("auth", None)
+        return kw
+
+    def get(self, i, path, **kw):
+        return requests.get(self.url(i, path), **self._kw(i, path, kw))
 
     def post(self, i, path, body=None, **kw):
-        kw.setdefault("timeout", 15)
         if body is not None and not isinstance(body, (bytes, str)):
             body = json.dumps(body)
-        return requests.post(self.url(i, path), data=body, **kw)
+        return requests.post(self.url(i, path), data=body, **self._kw(i, path, kw))
 
     def stat(self, i):
         return self.get(i, "/stat", timeout=3).json()
