@@ -1,0 +1,218 @@
+#!/usr/bin/python3
+"""Side by side: clustermgr's KV store against etcd 3.4, both as 3-node clusters on loopback on
+this machine, same durability (every write fsynced by a majority before the answer).
+
+Workloads, each at every connection count, repeated and the median shown:
+  - replicated small writes: our POST /kv/set  vs  etcd's JSON gateway POST /v3/kv/put
+  - linearizable reads:      our GET /kv/get/k vs  etcd's POST /v3/kv/range (linearizable default)
+
+usage: bench/bench_etcd.py [--conns 1,16,64,256] [--duration 10] [--repeat 3] [--target leader]
+                           [--only ours|etcd] [--build build]
+Prints one RESULT line per run and a markdown table with the ratio ours/etcd per row, plus RSS
+per node (idle and under load) and CPU seconds per 1,000 writes.
+"""
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "cluster"))
+from cmcluster import Cluster, pick_ports  # noqa: E402
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def http_json(url, body=None, timeout=5):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        raw = r.read()
+        return json.loads(raw) if raw else None
+
+
+class Etcd:
+    def __init__(self, n=3):
+        self.n = n
+        self.base = pick_ports(n * 2)
+        self.dir = tempfile.mkdtemp(prefix="etcdbench-")
+        self.procs = []
+
+    def client(self, i):
+        return f"127.0.0.1:{self.base + i}"
+
+    def peer(self, i):
+        return f"127.0.0.1:{self.base + 1000 + i}"
+
+    def start(self):
+        cluster = ",".join(f"e{i}=http://{self.peer(i)}" for i in range(self.n))
+        for i in range(self.n):
+            log_f = open(os.path.join(self.dir, f"e{i}.log"), "wb")
+            self.procs.append(subprocess.Popen([
+                "etcd", "--name", f"e{i}", "--data-dir", os.path.join(self.dir, f"e{i}"),
+                "--listen-client-urls", f"http://{self.client(i)}",
+                "--advertise-client-urls", f"http://{self.client(i)}",
+                "--listen-peer-urls", f"http://{self.peer(i)}",
+                "--initial-advertise-peer-urls", f"http://{self.peer(i)}",
+                "--initial-cluster", cluster, "--initial-cluster-state", "new",
+                "--log-level", "error"], stdout=log_f, stderr=subprocess.STDOUT))
+        end = time.time() + 30
+        while time.time() < end:
+            try:
+                if self.leader_index() is not None:
+                    return
+            except Exception:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("etcd did not elect a leader")
+
+    def leader_index(self):
+        for i in range(self.n):
+            st = http_json(f"http://{self.client(i)}/v3/maintenance/status", {})
+            if st and st.get("leader") and st["leader"] == st["header"]["member_id"]:
+                return i
+        return None
+
+    def pids(self):
+        return [p.pid for p in self.procs]
+
+    def stop(self):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def wrk(url, script, conns, duration):
+    threads = 1 if conns < 8 else 2
+    cmd = ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{duration}s", "--timeout", "10s",
+           "-s", os.path.join(HERE, "wrk", script), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
+    m = re.search(r"RESULT (.*)", out)
+    if not m:
+        raise RuntimeError("wrk gave no result:\n" + out)
+    r = dict((k, float(v)) for k, v in (kv.split("=") for kv in m.group(1).split()))
+    log(f"RESULT url={url} script={script} conns={conns} {m.group(1)}")
+    return r
+
+
+def proc_stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    with open(f"/proc/{pid}/status") as f:
+        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return cpu, rss  # seconds, KiB
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--conns", default="1,16,64,256")
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", choices=["ours", "etcd"], default=None)
+    ap.add_argument("--build", default=os.environ.get("CM_BUILD", "build"))
+    args = ap.parse_args()
+    conns = [int(x) for x in args.conns.split(",")]
+
+    systems = {}
+    etcd = ours = None
+    try:
+        if args.only != "ours":
+            log("starting etcd (3 members)...")
+            etcd = Etcd()
+            etcd.start()
+            li = etcd.leader_index()
+            url = f"http://{etcd.client(li)}"
+            http_json(url + "/v3/kv/put", {"key": base64.b64encode(b"bench-read-key").decode(),
+                                           "value": base64.b64encode(b"v" * 64).decode()})
+            systems["etcd"] = {"url": url, "pids": etcd.pids(), "write": "etcd_put.lua",
+                               "read": "etcd_range.lua"}
+        if args.only != "etcd":
+            log("starting clustermgr (3 nodes)...")
+            ours = Cluster(nodes=3, binary=os.path.join(HERE, "..", args.build, "clustermgr"),
+                           log_level="warn")
+            ours.start_all()
+            lid = ours.wait_leader()
+            r = ours.post(lid, "/kv/set", {"key": "bench-read-key",
+                                           "value": base64.b64encode(b"v" * 64).decode()})
+            if r.status_code != 200:
+                raise RuntimeError(f"clustermgr has no KV store here: {r.status_code} {r.text}")
+            systems["ours"] = {"url": f"http://{ours.http(lid)}",
+                               "pids": [p.pid for p in ours.procs.values()],
+                               "write": "kv_set.lua", "read": "kv_get.lua"}
+
+        results = {}  # (system, kind, conns) -> list of runs
+        usage = {}
+        for name, s in systems.items():
+            usage[name] = {"rss_idle_kib": [proc_stat(p)[1] for p in s["pids"]]}
+        for rep in range(args.repeat):
+            for c in conns:
+                for kind in ("write", "read"):
+                    for name, s in systems.items():
+                        before = [proc_stat(p) for p in s["pids"]]
+                        r = wrk(s["url"], s[kind], c, args.duration)
+                        after = [proc_stat(p) for p in s["pids"]]
+                        cpu = sum(a[0] - b[0] for a, b in zip(after, before))
+                        r["cpu_per_1000"] = cpu / max(1, r["requests"]) * 1000
+                        r["rss_kib"] = [a[1] for a in after]
+                        results.setdefault((name, kind, c), []).append(r)
+
+        def med(name, kind, c, key):
+            runs = results.get((name, kind, c))
+            return statistics.median(r[key] for r in runs) if runs else None
+
+        log("")
+        log("| workload | conns | ours ops/s | etcd ops/s | ratio | ours p50/p99 ms | "
+            "etcd p50/p99 ms | ours CPU s/1k | etcd CPU s/1k |")
+        log("|---|---|---|---|---|---|---|---|---|")
+        for kind, label in (("write", "replicated write"), ("read", "linearizable read")):
+            for c in conns:
+                o = med("ours", kind, c, "ops")
+                e = med("etcd", kind, c, "ops")
+                ratio = f"{o / e:.2f}x" if o and e else "-"
+
+                def lat(n):
+                    p50, p99 = med(n, kind, c, "p50_ms"), med(n, kind, c, "p99_ms")
+                    return f"{p50:.2f} / {p99:.2f}" if p50 is not None else "-"
+
+                def cpu(n):
+                    v = med(n, kind, c, "cpu_per_1000")
+                    return f"{v:.3f}" if v is not None else "-"
+                log(f"| {label} | {c} | {o or 0:.0f} | {e or 0:.0f} | {ratio} | {lat('ours')} | "
+                    f"{lat('etcd')} | {cpu('ours')} | {cpu('etcd')} |")
+        log("")
+        for name in systems:
+            idle = usage[name]["rss_idle_kib"]
+            loaded = max((r["rss_kib"] for runs in results.values() for r in runs
+                          if runs and (name, "write", conns[-1]) in results
+                          and r in results[(name, "write", conns[-1])]), default=idle)
+            log(f"RSS per node, {name}: idle {[round(k / 1024, 1) for k in idle]} MiB, "
+                f"after {conns[-1]}-connection writes {[round(k / 1024, 1) for k in loaded]} MiB")
+    finally:
+        if etcd:
+            etcd.stop()
+        if ours:
+            ours.shutdown()
+            shutil.rmtree(ours.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
