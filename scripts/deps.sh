@@ -5,7 +5,8 @@ set -eu
 
 PKGS="build-essential pkg-config libraft-dev libuv1-dev libmicrohttpd-dev libcurl4-openssl-dev \
 libjson-c-dev zlib1g-dev libcmocka-dev python3 python3-pytest python3-requests curl \
-clang-format"
+clang-format prometheus chromium python3-websocket fonts-dejavu-core"
+# prometheus: promtool checks /metrics; chromium, python3-websocket, fonts: the dashboard test.
 
 missing=""
 for p in $PKGS; do

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../ops/ops.h"
 #include "../raft/node.h"
 #include "../util/log.h"
 #include "../util/timeutil.h"
@@ -365,10 +366,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                 }
         }
     }
-    if (cm_log_get_level() <= CM_LOG_DEBUG)
-        CM_DEBUG("http", "req=%llu %s %s status=%d latency_us=%llu client=%s",
-                 (unsigned long long)j->id, j->route ? j->route->name : "-", j->uri,
-                 j->status ? j->status : 200, (unsigned long long)us, j->client_ip);
+    cm_reqlog_done(j, us); /* request log line, audit line */
     if (j->state == CM_JOB_IN_LOOP) {
         /* Cannot happen: a job in the loop keeps its connection suspended until replied. */
         CM_ERROR("http", "request %llu completed while the loop still held it",
