@@ -419,7 +419,7 @@ def test_systemd_notify(make_cluster, tmp_path):
     assert stopped[-1] == "STOPPING=1\nSTATUS=stopping", stopped
 
 
-def test_systemd_unit():
+def test_systemd_unit(tmp_path):
     path = os.path.join(ROOT, "deploy", "clustermgr.service")
     with open(path) as f:
         text = f.read()
@@ -432,22 +432,15 @@ def test_systemd_unit():
     assert unit["NotifyAccess"] == ["main"]
     assert any("--check" in v for v in unit["ExecStartPre"])
     assert unit["ExecStart"][0].split()[1:] == ["-f", "/etc/clustermgr/clustermgr.conf"]
-    assert "WatchdogSec" in unit and "KillSignal" in unit and unit["KillSignal"] == ["SIGTERM"]
+    assert "WatchdogSec" in unit and unit["KillSignal"] == ["SIGTERM"]
     if shutil.which("systemd-analyze"):
-        tmp = os.path.join(os.path.dirname(BINARY), "unit-check")
-        os.makedirs(tmp, exist_ok=True)
-        # verify the unit with the binary and config paths pointed at this build
-        fixed = text.replace("/usr/local/bin/clustermgr", os.path.abspath(BINARY))
-        upath = os.path.join(tmp, "clustermgr.service")
-        with open(upath, "w") as f:
-            f.write(fixed)
-        p = subprocess.run(["systemd-analyze", "verify", "--man=no", upath], capture_output=True,
-                           timeout=60)
+        # systemd's own parser, with the binary path pointed at this build
+        upath = tmp_path / "clustermgr.service"
+        upath.write_text(text.replace("/usr/local/bin/clustermgr", os.path.abspath(BINARY)))
+        p = subprocess.run(["systemd-analyze", "verify", "--man=no", str(upath)],
+                           capture_output=True, timeout=60)
         out = (p.stdout + p.stderr).decode()
-        problems = [ln for ln in out.splitlines()
-                    if "clustermgr.service" in ln and "Failed to" not in ln
-                    and "not found" not in ln.lower() and "/etc/clustermgr" not in ln]
-        assert not problems, out
+        assert "clustermgr.service:" not in out, out
 
 
 def test_example_configs_pass_check():
