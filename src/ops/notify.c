@@ -1,7 +1,8 @@
 /*
  * The service manager's notify protocol (systemd Type=notify), without libsystemd: one datagram
  * of newline-separated VAR=value assignments sent to the unix socket named by $NOTIFY_SOCKET
- * (a path, or "@name" for the abstract namespace).
+ * (a path, or "@name" for the abstract namespace). A message the receiver has no room for is
+ * dropped (-EAGAIN), never waited for.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -31,7 +32,9 @@ int cm_notify(const char *state)
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    ssize_t rc = sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa, sl);
+    /* Never wait: a supervisor that stops reading must not stall the loop that sends this. */
+    ssize_t rc =
+        sendto(fd, state, strlen(state), MSG_NOSIGNAL | MSG_DONTWAIT, (struct sockaddr *)&sa, sl);
     int e = errno;
     close(fd);
     return rc < 0 ? -e : 0;

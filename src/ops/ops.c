@@ -25,6 +25,7 @@
  */
 #include "ops.h"
 
+#include <errno.h>
 #include <raft.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -247,6 +248,8 @@ static void on_tick(struct cm_node *n, void *arg)
         char msg[sizeof st + 32];
         snprintf(msg, sizeof msg, "%sSTATUS=%s", o->ready_sent ? "" : "READY=1\n", st);
         int rc = cm_notify(msg);
+        if (rc == -EAGAIN)
+            return; /* the manager's queue is full: try again at the next tick */
         if (rc < 0)
             CM_WARN("ops", "cannot notify the service manager: %s", strerror(-rc));
         o->ready_sent = true;

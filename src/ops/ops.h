@@ -23,8 +23,9 @@ void cm_ops_init(struct cm_node *n);
 int64_t cm_ops_started_ns(struct cm_node *n);
 
 /* notify.c: send `state` (e.g. "READY=1\nSTATUS=...") to the service manager through the
- * datagram socket named by $NOTIFY_SOCKET. Returns 1 when no socket is configured, 0 when sent,
- * -errno on failure. Any thread. */
+ * datagram socket named by $NOTIFY_SOCKET, without blocking. Returns 1 when no socket is
+ * configured, 0 when sent, -errno on failure (-EAGAIN: the receiver's queue is full, dropped).
+ * Any thread. */
 int cm_notify(const char *state);
 
 /* audit.c: the audit log, one JSON line per write request, in <dir>/audit.log (rotated by size).
