@@ -300,15 +300,18 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                 return send_job_response(j);
             }
         } else if (te && !(j->route->flags & (CM_R_QUERY_ARGS)) && j->route->parse) {
+            /* Answered once the body has been read (and discarded): a reply while the client
+             * still sends chunks reaches it as a reset or a broken pipe instead. */
             cm_job_set_error(j, 400, "Unknown content length in request", "Argument");
-            return send_job_response(j);
         }
         return MHD_YES;
     }
 
     if (j->state == CM_JOB_RECEIVING && *upload_size != 0) {
         unsigned limit = j->route->max_body ? j->route->max_body : h->cfg->max_body_bytes;
-        if (j->body.len + *upload_size > limit)
+        if (j->status) /* already refused: discard */
+            ;
+        else if (j->body.len + *upload_size > limit)
             j->body_too_large = true;
         else
             cm_buf_append(&j->body, upload_data, *upload_size);
@@ -317,6 +320,8 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
     }
 
     if (j->state == CM_JOB_RECEIVING) {
+        if (j->status) /* refused when the headers arrived */
+            return send_job_response(j);
         if (j->body_too_large) {
             cm_job_set_error(j, 413, "request body exceeds the limit", NULL);
             return send_job_response(j);
