@@ -20,6 +20,10 @@ LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 
 LIB_SRC := $(sort $(filter-out src/server/main.c,$(wildcard src/*/*.c)))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+# The dashboard's static files, compiled into the binary.
+WEB_FILES := $(sort $(wildcard web/*.html web/*.js web/*.css))
+WEB_OBJ := $(BUILD)/obj/gen/web_assets.o
+LIB_OBJ += $(WEB_OBJ)
 MAIN_OBJ := $(BUILD)/obj/src/server/main.o
 
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
@@ -34,6 +38,14 @@ all: $(BUILD)/clustermgr
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/gen/web_assets.c: $(WEB_FILES) scripts/embed-web.py
+	@mkdir -p $(dir $@)
+	python3 scripts/embed-web.py $@ $(WEB_FILES)
+
+$(WEB_OBJ): $(BUILD)/gen/web_assets.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc/api -c $< -o $@
 
 $(BUILD)/libcm.a: $(LIB_OBJ)
 	@rm -f $@

@@ -39,6 +39,17 @@ void h_stat(struct cm_job *j);
 void h_readindex(struct cm_job *j);
 void h_livez(struct cm_job *j);
 void h_readyz(struct cm_job *j);
+/* The space_stat and volume_stat objects of /stat (also rendered by /metrics, the dashboard). */
+struct json_object *cm_space_stat(struct cm_node *n);
+struct json_object *cm_volume_stat(struct cm_node *n);
+
+/* operations: metrics.c, dashboard.c, logging.c */
+void h_metrics(struct cm_job *j);
+void h_web_index(struct cm_job *j);
+void h_web_asset(struct cm_job *j);
+void h_dashboard_data(struct cm_job *j);
+int parse_log_level(struct cm_job *j);
+void h_log_level(struct cm_job *j);
 
 /* Shared by parsers: the immutable config of the node that runs the HTTP server. */
 const struct cm_config *cm_job_cfg(struct cm_job *j);

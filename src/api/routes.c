@@ -27,6 +27,16 @@ static const struct cm_route routes[] = {
     {"/stat", CM_GET, CM_R_LOCAL, 0, NULL, h_stat, "stat"},
     {"/livez", CM_GET, CM_R_INLINE | CM_R_NO_AUTH, 0, NULL, h_livez, "livez"},
     {"/readyz", CM_GET, CM_R_LOCAL | CM_R_NO_AUTH, 0, NULL, h_readyz, "readyz"},
+
+    /* operations: answered by every node itself, never forwarded (spec §12) */
+    {"/metrics", CM_GET, CM_R_LOCAL | CM_R_NO_AUTH, 0, NULL, h_metrics, "metrics"},
+    {"/log/level", CM_GET | CM_POST, CM_R_INLINE | CM_R_RAW_BODY, 4096, parse_log_level,
+     h_log_level, "log_level"},
+    {"/", CM_GET, CM_R_INLINE | CM_R_NO_AUTH, 0, NULL, h_web_index, "dashboard"},
+    {"/web/", CM_GET, CM_R_INLINE | CM_R_NO_AUTH | CM_R_PREFIX, 0, NULL, h_web_asset,
+     "dashboard_asset"},
+    {"/dashboard/data", CM_GET, CM_R_LOCAL, 0, NULL, h_dashboard_data, "dashboard_data"},
+
     {"/internal/member", CM_GET, CM_R_LOCAL | CM_R_INTERNAL, 0, parse_member_query, h_member_view,
      "internal_member"},
     {"/internal/readindex", CM_GET, CM_R_READ | CM_R_INTERNAL, 0, NULL, h_readindex,

@@ -5,7 +5,7 @@
 #include "api.h"
 
 /* space_stat with zero counters for every configured IDC, until disks exist. */
-static struct json_object *space_stat(struct cm_node *n)
+struct json_object *cm_space_stat(struct cm_node *n)
 {
     const struct cm_config *cfg = cm_node_cfg(n);
     struct json_object *o = json_object_new_object();
@@ -35,7 +35,7 @@ static struct json_object *space_stat(struct cm_node *n)
     return o;
 }
 
-static struct json_object *volume_stat(struct cm_node *n)
+struct json_object *cm_volume_stat(struct cm_node *n)
 {
     (void)n;
     struct json_object *o = json_object_new_object();
@@ -52,8 +52,8 @@ void h_stat(struct cm_job *j)
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "leader_host", json_object_new_string(cm_node_leader_host(n)));
     json_object_object_add(o, "raft_status", cm_node_raft_status(n));
-    json_object_object_add(o, "space_stat", space_stat(n));
-    json_object_object_add(o, "volume_stat", volume_stat(n));
+    json_object_object_add(o, "space_stat", cm_space_stat(n));
+    json_object_object_add(o, "volume_stat", cm_volume_stat(n));
     cm_reply_json(j, o);
 }
 

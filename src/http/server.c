@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../ops/ops.h"
 #include "../raft/node.h"
 #include "../security/auth.h"
 #include "../util/log.h"
@@ -336,15 +337,18 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                 return send_job_response(j);
             }
         } else if (te && !(j->route->flags & (CM_R_QUERY_ARGS)) && j->route->parse) {
+            /* Answered once the body has been read (and discarded): a reply while the client
+             * still sends chunks reaches it as a reset or a broken pipe instead. */
             cm_job_set_error(j, 400, "Unknown content length in request", "Argument");
-            return send_job_response(j);
         }
         return MHD_YES;
     }
 
     if (j->state == CM_JOB_RECEIVING && *upload_size != 0) {
         unsigned limit = j->route->max_body ? j->route->max_body : h->cfg->max_body_bytes;
-        if (j->body.len + *upload_size > limit)
+        if (j->status) /* already refused: discard */
+            ;
+        else if (j->body.len + *upload_size > limit)
             j->body_too_large = true;
         else
             cm_buf_append(&j->body, upload_data, *upload_size);
@@ -353,6 +357,8 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
     }
 
     if (j->state == CM_JOB_RECEIVING) {
+        if (j->status) /* refused when the headers arrived */
+            return send_job_response(j);
         if (j->body_too_large) {
             cm_job_set_error(j, 413, "request body exceeds the limit", NULL);
             return send_job_response(j);
@@ -409,10 +415,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                 }
         }
     }
-    if (cm_log_get_level() <= CM_LOG_DEBUG)
-        CM_DEBUG("http", "req=%llu %s %s status=%d latency_us=%llu client=%s",
-                 (unsigned long long)j->id, j->route ? j->route->name : "-", j->uri,
-                 j->status ? j->status : 200, (unsigned long long)us, j->client_ip);
+    cm_reqlog_done(j, us); /* request log line, audit line */
     if (j->state == CM_JOB_IN_LOOP) {
         /* Cannot happen: a job in the loop keeps its connection suspended until replied. */
         CM_ERROR("http", "request %llu completed while the loop still held it",

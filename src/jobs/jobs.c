@@ -3,9 +3,10 @@
  * starts serving HTTP. Each domain registers its hooks (cm_node_add_hooks) and, when it keeps
  * loop-side state, its extension slot (cm_node_set_ext).
  */
+#include "../ops/ops.h"
 #include "../raft/node.h"
 
 void cm_jobs_init(struct cm_node *n)
 {
-    (void)n;
+    cm_ops_init(n); /* latency timing, service-manager notifications, ops metrics */
 }

@@ -29,6 +29,7 @@
 #include "../http/errors.h"
 #include "../http/router.h"
 #include "../http/server.h"
+#include "../ops/ops.h"
 #include "../util/json.h"
 #include "../util/log.h"
 #include "../util/map.h"
@@ -449,6 +450,8 @@ static void resolve(struct cm_node *n, struct pending *p, int status, struct cm_
         res = &empty;
     if (status != CM_APPLIED)
         n->stats.proposals_failed++;
+    else
+        n->stats.proposals_committed++;
     if (p->is_job) {
         struct cm_job *j = p->job;
         if (j) {
@@ -673,10 +676,10 @@ static void forward(struct cm_node *n, struct cm_job *j)
         snprintf(h, sizeof h, "BLOB-STORE-AUTH-TOKEN: %s", j->auth_token);
         cm_httpc_req_header(r, h);
     }
-    if (j->req_id_hdr) {
-        snprintf(h, sizeof h, "X-Request-Id: %s", j->req_id_hdr);
-        cm_httpc_req_header(r, h);
-    }
+    char rid[130];
+    cm_reqlog_id(j, rid, sizeof rid); /* the leader logs and audits it under the same id */
+    snprintf(h, sizeof h, "X-Request-Id: %s", rid);
+    cm_httpc_req_header(r, h);
     if (j->body.len)
         cm_httpc_req_body(r, cm_strndup(j->body.data, j->body.len), j->body.len);
     r->timeout_ms = (long)n->cfg->propose_timeout_ms + 2000;

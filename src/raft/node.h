@@ -106,6 +106,7 @@ bool cm_node_ready(struct cm_node *n, char *why, size_t whylen);
 struct cm_node_stats {
     uint64_t leader_changes;
     uint64_t proposals;
+    uint64_t proposals_committed;
     uint64_t proposals_failed;
     uint64_t batches;
     uint64_t barriers;

@@ -3,6 +3,8 @@
  *
  *   clustermgr -f <config.json>     run a node
  *   clustermgr -f <config.json> --check   validate the config file and exit
+ *   clustermgr -f <config.json> --force-new-cluster [--peers id=ip:port,...]
+ *                                    recover a stopped node after a loss of quorum, and exit
  */
 #include <curl/curl.h>
 #include <signal.h>
@@ -10,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../ops/ops.h"
 #include "../raft/node.h"
 #include "../util/log.h"
 #include "config.h"
@@ -22,21 +25,30 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: clustermgr -f <config.json> [--check]\n"
+            "       clustermgr -f <config.json> --force-new-cluster [--peers id=ip:port,...]\n"
             "       clustermgr --version\n"
             "\n"
             "Runs one node of a clustermgr cluster. The config file is the CubeFS clustermgr.conf\n"
-            "format; see the README for every field. --check validates the file and exits.\n");
+            "format; see the README for every field. --check validates the file and exits.\n"
+            "--force-new-cluster rewrites the raft configuration of this stopped node to itself\n"
+            "alone (or to --peers) after the cluster lost its quorum for good, then exits; see\n"
+            "docs/operations.md.\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *path = NULL;
-    bool check = false;
+    bool check = false, force = false;
+    const char *peers = NULL;
     for (int i = 1; i < argc; i++) {
         if ((strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
             path = argv[++i];
         else if (strcmp(argv[i], "--check") == 0)
             check = true;
+        else if (strcmp(argv[i], "--force-new-cluster") == 0)
+            force = true;
+        else if (strcmp(argv[i], "--peers") == 0 && i + 1 < argc)
+            peers = argv[++i];
         else if (strcmp(argv[i], "--version") == 0) {
             printf("clustermgr %s\n", CM_VERSION);
             return 0;
@@ -49,7 +61,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (path == NULL) {
+    if (path == NULL || (peers && !force)) {
         usage(stderr);
         return 2;
     }
@@ -69,11 +81,22 @@ int main(int argc, char **argv)
         cm_config_free(&cfg);
         return 0;
     }
+    if (force) {
+        int rc_force = cm_recover(&cfg, peers, err, sizeof err);
+        if (rc_force != 0)
+            fprintf(stderr, "clustermgr: %s\n", err);
+        cm_config_free(&cfg);
+        return rc_force ? 1 : 0;
+    }
     if (cm_log_open(cfg.log_file) != 0) {
         fprintf(stderr, "clustermgr: refusing to start: cannot open log file %s\n", cfg.log_file);
         return 2;
     }
     cm_log_set_level(cfg.log_level);
+    if (cm_audit_open(cfg.audit_dir, err, sizeof err) != 0) {
+        fprintf(stderr, "clustermgr: refusing to start: %s\n", err);
+        return 2;
+    }
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
     struct cm_node *node = NULL;
@@ -83,6 +106,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "clustermgr: refusing to start: %s\n", err);
         cm_config_free(&cfg);
         curl_global_cleanup();
+        cm_audit_close();
         return 1;
     }
     if (rc == -2) {
@@ -93,6 +117,7 @@ int main(int argc, char **argv)
     int exit_code = cm_node_run(node);
     cm_node_free(node);
     CM_INFO("node", "stopped");
+    cm_audit_close();
     cm_config_free(&cfg);
     curl_global_cleanup();
     return rc == -2 ? 1 : exit_code;

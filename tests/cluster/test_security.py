@@ -46,6 +46,8 @@ ROUTES = [  # (method, path, body) one per route group
     ("POST", "/leadership/transfer", {"peer_id": 99}),
     ("POST", "/member/remove", {"peer_id": 99}),
     ("GET", "/internal/member?id=1", None),
+    ("GET", "/dashboard/data", None),
+    ("GET", "/log/level", None),
     ("GET", "/no/such/route", None),
 ]
 
@@ -74,10 +76,11 @@ def test_tokens_on_every_route_group(make_cluster):
             assert r.status_code != 403, (method, path, r.text)
             r = (c.get(node, path) if method == "GET" else c.post(node, path, body))
             assert r.status_code != 403, (method, path, r.text)
-    # health and metrics-style probes need no token
+    # health probes and the metrics scrape need no token
     for i in (1, 2, 3):
         assert c.get(i, "/livez", auth=False).status_code == 200
         assert c.get(i, "/readyz", auth=False).status_code == 200
+        assert c.get(i, "/metrics", auth=False).status_code == 200
     # writes forwarded from a follower and linearizable reads on followers carry valid tokens
     assert authed(c, follower, "POST", "/config/set", {"key": "fwd", "value": "ok"}).status_code == 200
     for i in (1, 2, 3):
