@@ -5,7 +5,9 @@
  */
 #include "../raft/node.h"
 
+void cm_disk_jobs_init(struct cm_node *n); /* disk_jobs.c */
+
 void cm_jobs_init(struct cm_node *n)
 {
-    (void)n;
+    cm_disk_jobs_init(n);
 }
