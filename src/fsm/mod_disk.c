@@ -1560,3 +1560,120 @@ __attribute__((weak)) size_t cm_volume_units_on_disk(struct cm_fsm *fsm, uint32_
     (void)fsm, (void)disk_id;
     return 0;
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* self-check (tests): recompute every derived aggregate from the disks and compare            */
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            snprintf(err, errlen, __VA_ARGS__);                                                    \
+            goto fail;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+int cm_disk_selfcheck(struct cm_fsm *fsm, char *err, size_t errlen)
+{
+    struct disk_state *st = S(fsm);
+    struct inode *want = cm_calloc(st->n_idcs + 1, sizeof *want);
+    struct hnode *hw = cm_calloc(st->n_hosts + 1, sizeof *hw);
+    int64_t *rackw = cm_calloc(st->n_racks + 1, sizeof *rackw);
+    size_t n = 0, nst[6] = {0}, ndrop = 0, nhp = 0;
+    for (size_t i = 0; i < st->cap; i++) {
+        struct disk *d = st->by_id[i];
+        if (d == NULL)
+            continue;
+        n++;
+        CHECK(d->id == i, "disk %zu has id %u", i, d->id);
+        struct inode *I = &want[d->idc];
+        I->total++;
+        I->total_chunk += d->max_chunk;
+        I->total_free_chunk += d->free_chunk;
+        I->readonly += d->readonly;
+        I->dropping += d->dropping;
+        I->broken += d->status == CM_DISK_BROKEN;
+        I->repairing += d->status == CM_DISK_REPAIRING;
+        I->repaired += d->status == CM_DISK_REPAIRED;
+        I->dropped += d->status == CM_DISK_DROPPED;
+        nst[d->status]++;
+        ndrop += d->dropping;
+        if (available(d)) {
+            I->available++;
+            I->space += d->size;
+            I->free_space += d->free;
+            if (!d->live)
+                I->expired++;
+            else {
+                hw[d->host].nwritable++;
+                hw[d->host].wfree += d->free;
+            }
+        }
+        int64_t w = 0;
+        if (available(d) && d->live) {
+            w = d->free_chunk - d->pending - st->tolerate;
+            w = w < 0 ? 0 : w;
+        }
+        CHECK(d->weight == w, "disk %u weight %lld, want %lld", d->id, (long long)d->weight,
+              (long long)w);
+        hw[d->host].weight += w;
+        rackw[st->hosts[d->host].rack] += w;
+        CHECK(idset_after(&st->status[d->status], d->id) > 0 &&
+                  st->status[d->status].v[idset_after(&st->status[d->status], d->id) - 1] == d->id,
+              "disk %u missing from its status set", d->id);
+        if (!terminal(d->status)) {
+            CHECK(hp_owner(st, d_host(st, d), d_path(d)) != 0, "disk %u host+path unregistered",
+                  d->id);
+            nhp += hp_owner(st, d_host(st, d), d_path(d)) == d->id;
+        }
+    }
+    CHECK(n == st->n, "%zu disks, counted %zu", st->n, n);
+    for (int s = 1; s <= 5; s++)
+        CHECK(st->status[s].n == nst[s], "status set %d has %u, want %zu", s, st->status[s].n,
+              nst[s]);
+    CHECK(st->dropping.n == ndrop, "dropping set has %u, want %zu", st->dropping.n, ndrop);
+    CHECK(st->hostpath.n == nhp, "host+path filter has %zu keys, want %zu", st->hostpath.n, nhp);
+    for (uint32_t h = 0; h < st->n_hosts; h++) {
+        struct hnode *H = &st->hosts[h];
+        CHECK(H->nwritable == hw[h].nwritable && H->wfree == hw[h].wfree &&
+                  H->weight == hw[h].weight,
+              "host %s aggregates differ", H->hs->name);
+        CHECK(fen_get(&st->idcs[H->idc].hosts, H->pos_idc) == H->weight &&
+                  fen_get(&st->racks[H->rack].hosts, H->pos_rack) == H->weight,
+              "host %s weight trees differ", H->hs->name);
+        if (H->nwritable > 0)
+            want[H->idc].live_hosts++;
+    }
+    for (uint32_t r = 0; r < st->n_racks; r++) {
+        struct rnode *R = &st->racks[r];
+        CHECK(R->hosts.total == rackw[r] && fen_get(&st->idcs[R->idc].racks, R->pos) == rackw[r],
+              "rack %s weight %lld, want %lld", R->name, (long long)R->hosts.total,
+              (long long)rackw[r]);
+    }
+    for (uint32_t i = 0; i < st->n_idcs; i++) {
+        struct inode *I = &st->idcs[i], *W = &want[i];
+        CHECK(I->total == W->total && I->total_chunk == W->total_chunk &&
+                  I->total_free_chunk == W->total_free_chunk && I->available == W->available &&
+                  I->readonly == W->readonly && I->expired == W->expired &&
+                  I->broken == W->broken && I->repairing == W->repairing &&
+                  I->repaired == W->repaired && I->dropped == W->dropped &&
+                  I->dropping == W->dropping && I->space == W->space &&
+                  I->free_space == W->free_space && I->live_hosts == W->live_hosts,
+              "idc %s counters differ", I->name);
+        int64_t sum = 0, rsum = 0;
+        for (uint32_t p = 0; p < I->hosts.n; p++)
+            sum += fen_get(&I->hosts, p);
+        for (uint32_t p = 0; p < I->racks.n; p++)
+            rsum += fen_get(&I->racks, p);
+        CHECK(sum == I->hosts.total && rsum == I->racks.total && sum == rsum,
+              "idc %s tree totals differ", I->name);
+    }
+    free(want);
+    free(hw);
+    free(rackw);
+    return 0;
+fail:
+    free(want);
+    free(hw);
+    free(rackw);
+    return -1;
+}

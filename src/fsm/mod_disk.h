@@ -167,4 +167,7 @@ uint64_t cm_disk_rand(uint64_t *state);
  */
 size_t cm_volume_units_on_disk(struct cm_fsm *fsm, uint32_t disk_id);
 
+/* Tests: recompute every derived index and aggregate from the disks and compare. 0 or -1. */
+int cm_disk_selfcheck(struct cm_fsm *fsm, char *err, size_t errlen);
+
 #endif
