@@ -193,6 +193,14 @@ struct hent {
     uint32_t id;
 };
 
+/* The host+path filter: open addressing over disk ids, hashed and compared by the disks' own
+ * host and path strings (no key copies: 4 bytes a slot). */
+struct hptab {
+    uint32_t *slot; /* 0: empty */
+    size_t cap;     /* power of two or 0 */
+    size_t n;
+};
+
 struct disk_state {
     const struct cm_config *cfg;
     struct disk **by_id;
@@ -200,7 +208,7 @@ struct disk_state {
     size_t n;
     struct idset status[6];
     struct idset dropping;
-    struct cm_smap hostpath; /* key -> disk id */
+    struct hptab hostpath;   /* (host, path) -> disk id */
     struct cm_smap idc_idx;  /* name -> index + 1 */
     struct cm_smap rack_idx; /* "<idc>:<rack>" -> index + 1 */
     struct cm_smap host_idx; /* "<idc>:<host>" -> index + 1 */
@@ -526,36 +534,91 @@ void cm_disk_advance(struct cm_fsm *fsm, int64_t now_ns)
 /* ------------------------------------------------------------------------------------------ */
 /* host+path filter                                                                            */
 
-static void hostpath_key(char *key, size_t cap, const char *host, const char *path)
-{
-    snprintf(key, cap, "%zu:%s%s", strlen(host), host, path);
-}
-
-#define HP_KEY_MAX (CM_DISK_HOST_MAX + CM_DISK_PATH_MAX + 24)
-
-static uint32_t hp_owner(struct disk_state *st, const char *host, const char *path)
-{
-    char key[HP_KEY_MAX];
-    hostpath_key(key, sizeof key, host, path);
-    return smap_idx(&st->hostpath, key);
-}
-
 static const char *d_host(struct disk_state *st, const struct disk *d)
 {
     return st->hosts[d->host].hs->name;
 }
 
+/* Host and path hashed as two separate strings, so "h1" + "/a" and "h" + "1/a" differ. */
+static uint64_t hp_hash(const char *host, const char *path)
+{
+    uint64_t a = cm_hash_bytes(host, strlen(host)), b = cm_hash_bytes(path, strlen(path));
+    return cm_hash_u64(a ^ (b * 0x9E3779B97F4A7C15ULL + 0x632BE59BD9B4E019ULL));
+}
+
+static size_t hp_home(struct disk_state *st, uint32_t id)
+{
+    struct disk *d = st->by_id[id];
+    return (size_t)hp_hash(d_host(st, d), d_path(d)) & (st->hostpath.cap - 1);
+}
+
+/* Slot holding (host, path), or of the empty slot where it would go. */
+static size_t hp_find(struct disk_state *st, const char *host, const char *path)
+{
+    struct hptab *t = &st->hostpath;
+    size_t i = (size_t)hp_hash(host, path) & (t->cap - 1);
+    for (; t->slot[i]; i = (i + 1) & (t->cap - 1)) {
+        struct disk *d = st->by_id[t->slot[i]];
+        if (strcmp(d_path(d), path) == 0 && strcmp(d_host(st, d), host) == 0)
+            break;
+    }
+    return i;
+}
+
+static uint32_t hp_owner(struct disk_state *st, const char *host, const char *path)
+{
+    return st->hostpath.cap ? st->hostpath.slot[hp_find(st, host, path)] : 0;
+}
+
+static void hp_insert(struct disk_state *st, uint32_t id)
+{
+    struct hptab *t = &st->hostpath;
+    if ((t->n + 1) * 4 > t->cap * 3) {
+        uint32_t *old = t->slot;
+        size_t ocap = t->cap;
+        t->cap = t->cap ? t->cap * 2 : 64;
+        t->slot = cm_calloc(t->cap, sizeof *t->slot);
+        for (size_t k = 0; k < ocap; k++)
+            if (old[k]) {
+                size_t i = hp_home(st, old[k]);
+                while (t->slot[i])
+                    i = (i + 1) & (t->cap - 1);
+                t->slot[i] = old[k];
+            }
+        free(old);
+    }
+    struct disk *d = st->by_id[id];
+    t->slot[hp_find(st, d_host(st, d), d_path(d))] = id;
+    t->n++;
+}
+
+/* Backward-shift deletion keeps probe sequences intact without tombstones. */
+static void hp_remove(struct disk_state *st, size_t i)
+{
+    struct hptab *t = &st->hostpath;
+    size_t mask = t->cap - 1;
+    for (size_t j = (i + 1) & mask; t->slot[j]; j = (j + 1) & mask) {
+        size_t k = hp_home(st, t->slot[j]);
+        /* move slot j back to i unless its home lies cyclically in (i, j] */
+        bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+        if (!stays) {
+            t->slot[i] = t->slot[j];
+            i = j;
+        }
+    }
+    t->slot[i] = 0;
+    t->n--;
+}
+
 /* Register d when it is active and the key is free; unregister it when it is terminal. */
 static void hp_update(struct disk_state *st, struct disk *d)
 {
-    char key[HP_KEY_MAX];
-    hostpath_key(key, sizeof key, d_host(st, d), d_path(d));
-    uint32_t owner = smap_idx(&st->hostpath, key);
+    uint32_t owner = hp_owner(st, d_host(st, d), d_path(d));
     if (terminal(d->status)) {
         if (owner == d->id)
-            cm_smap_del(&st->hostpath, key);
+            hp_remove(st, hp_find(st, d_host(st, d), d_path(d)));
     } else if (owner == 0)
-        cm_smap_put(&st->hostpath, key, (void *)(uintptr_t)d->id);
+        hp_insert(st, d->id);
 }
 
 uint32_t cm_disk_hostpath_owner(struct cm_fsm *fsm, const char *host, const char *path)
@@ -571,7 +634,6 @@ static void *disk_create(struct cm_fsm *fsm)
     struct disk_state *st = cm_calloc(1, sizeof *st);
     st->cfg = fsm->cfg;
     st->tolerate = fsm->cfg ? fsm->cfg->alloc_tolerate_buffer : 0;
-    cm_smap_init(&st->hostpath);
     cm_smap_init(&st->idc_idx);
     cm_smap_init(&st->rack_idx);
     cm_smap_init(&st->host_idx);
@@ -620,7 +682,7 @@ static void disk_destroy(void *state)
         free(hs);
     }
     cm_smap_free(&st->hostsets);
-    cm_smap_free(&st->hostpath);
+    free(st->hostpath.slot);
     cm_smap_free(&st->idc_idx);
     cm_smap_free(&st->rack_idx);
     cm_smap_free(&st->host_idx);
@@ -1052,10 +1114,25 @@ static void *disk_snap_take(void *state)
     return c;
 }
 
+static size_t str_bytes(const char *s)
+{
+    size_t n = strlen(s), v = 1;
+    for (size_t x = n; x >= 0x80; x >>= 7)
+        v++;
+    return v + n;
+}
+
 static void disk_snap_write(void *taken, struct cm_buf *out)
 {
     struct snap_copy *c = taken;
-    cm_buf_reserve(out, c->n * 160 + 16);
+    /* reserve exactly: a doubling buffer would peak at twice the section */
+    size_t bytes = 10;
+    for (size_t i = 0; i < c->n; i++) {
+        const struct rec *r = &c->recs[i];
+        bytes += 75 + str_bytes(r->idc) + str_bytes(r->rack) + str_bytes(r->host) +
+                 str_bytes(r->path) + str_bytes(r->ctime) + str_bytes(r->utime);
+    }
+    cm_buf_reserve(out, bytes);
     cm_put_uvar(out, c->n);
     for (size_t i = 0; i < c->n; i++) {
         const struct rec *r = &c->recs[i];

@@ -41,7 +41,8 @@ struct client {
     struct sim *s;
     CURLM *multi;
     int inflight;
-    struct req *live; /* every request in flight */
+    struct req *live;                /* every request in flight */
+    struct shost *rq_head, *rq_tail; /* hosts with something to send, in arrival order */
     uint64_t last_log_ms;
     uint64_t errors_logged;
 };
@@ -202,7 +203,7 @@ static bool do_heartbeat(struct client *cl, struct shost *h)
 static void step(struct client *cl, struct shost *h, uint64_t now)
 {
     struct sim *s = cl->s;
-    if (h->busy || now < h->next_ms || cl->inflight >= s->concurrency)
+    if (h->busy || now < h->next_ms)
         return;
     switch (h->phase) {
     case PH_LIST:
@@ -226,12 +227,16 @@ static void step(struct client *cl, struct shost *h, uint64_t now)
         return;
     }
     case PH_RUN: {
-        pthread_mutex_lock(&s->mu);
         struct sdisk *broken = NULL;
-        for (int i = 0; i < h->n_disks && !broken; i++)
-            if (h->disks[i].report_broken && h->disks[i].id)
-                broken = &h->disks[i];
-        pthread_mutex_unlock(&s->mu);
+        if (atomic_load(&h->attention)) {
+            pthread_mutex_lock(&s->mu);
+            for (int i = 0; i < h->n_disks && !broken; i++)
+                if (h->disks[i].report_broken && h->disks[i].id)
+                    broken = &h->disks[i];
+            if (broken == NULL)
+                atomic_store(&h->attention, false);
+            pthread_mutex_unlock(&s->mu);
+        }
         if (broken) {
             char *body = cm_malloc(64);
             snprintf(body, 64, "{\"disk_id\":%u,\"status\":2}", broken->id);
@@ -246,6 +251,38 @@ static void step(struct client *cl, struct shost *h, uint64_t now)
         do_heartbeat(cl, h);
         return;
     }
+    }
+}
+
+/* Request slots go to hosts in the order they became due, so that with fewer slots than hosts
+ * (and back-to-back heartbeats) every host gets its turn. */
+static bool due(struct shost *h, uint64_t now)
+{
+    if (h->busy || h->queued || now < h->next_ms)
+        return false;
+    return h->phase != PH_RUN || atomic_load(&h->attention) || now >= h->next_hb_ms;
+}
+
+static void enqueue(struct client *cl, struct shost *h)
+{
+    h->queued = true;
+    h->rq_next = NULL;
+    if (cl->rq_tail)
+        cl->rq_tail->rq_next = h;
+    else
+        cl->rq_head = h;
+    cl->rq_tail = h;
+}
+
+static void dispatch(struct client *cl, uint64_t now)
+{
+    while (cl->inflight < cl->s->concurrency && cl->rq_head) {
+        struct shost *h = cl->rq_head;
+        cl->rq_head = h->rq_next;
+        if (cl->rq_head == NULL)
+            cl->rq_tail = NULL;
+        h->queued = false;
+        step(cl, h, now);
     }
 }
 
@@ -475,7 +512,8 @@ int sim_client_run(struct sim *s)
             last_scan = now;
             bool all = true;
             for (int i = 0; i < s->n_hosts; i++) {
-                step(&cl, &s->hosts[i], now);
+                if (due(&s->hosts[i], now))
+                    enqueue(&cl, &s->hosts[i]);
                 all &= s->hosts[i].phase == PH_RUN;
             }
             if (all && !all_registered) {
@@ -511,8 +549,10 @@ int sim_client_run(struct sim *s)
             complete(&cl, r, m->data.result);
             struct shost *h = r->h;
             req_free(&cl, r);
-            step(&cl, h, cm_mono_ms());
+            if (due(h, cm_mono_ms()))
+                enqueue(&cl, h);
         }
+        dispatch(&cl, cm_mono_ms());
         curl_multi_poll(cl.multi, NULL, 0, 10, NULL);
     }
     double secs = all_registered ? (sim_mono_us() - s->measure_from_us) / 1e6 : 0;

@@ -311,8 +311,10 @@ static enum MHD_Result sim_disk_knobs(struct sim *s, struct MHD_Connection *c, c
     pthread_mutex_lock(&s->mu);
     struct sdisk *d = find_disk(s, NULL, (uint32_t)id);
     if (d) {
-        if (truthy(broken))
+        if (truthy(broken)) {
             d->report_broken = true;
+            atomic_store(&d->host->attention, true);
+        }
         if (silent)
             d->silent = truthy(silent);
         if (refuse)

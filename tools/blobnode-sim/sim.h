@@ -64,7 +64,10 @@ struct shost {
     uint32_t pending_id; /* allocated, not yet added */
     int cm;              /* index of the clustermgr node in use */
     bool busy;
-    uint64_t next_ms;    /* not before (backoff) */
+    atomic_bool attention; /* a disk waits to be reported broken (set by the knob route) */
+    uint64_t next_ms;      /* not before (backoff) */
+    bool queued;           /* waiting for a request slot */
+    struct shost *rq_next;
     uint64_t next_hb_ms; /* next heartbeat */
 };
 
