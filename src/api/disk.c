@@ -107,10 +107,11 @@ static int body_str(struct cm_job *j, struct json_object *o, const char *name, s
     return 0;
 }
 
-static int body_size(struct cm_job *j, struct json_object *o, const char *name, int64_t *out)
+static int body_num(struct cm_job *j, struct json_object *o, const char *name, int64_t max,
+                    int64_t *out)
 {
     *out = 0;
-    return cm_args_i64(j, o, name, false, 0, INT64_MAX, out) < 0 ? -1 : 0;
+    return cm_args_i64(j, o, name, false, 0, max, out) < 0 ? -1 : 0;
 }
 
 /* A DiskInfo body (spec §4.1.1). `admin`: the status is not checked (out-of-range is ignored). */
@@ -133,11 +134,13 @@ static int parse_diskinfo(struct cm_job *j, bool admin)
             0 ||
         body_str(j, o, "last_update_time", CM_DISK_TIME_MAX, &a->own[5], &d->last_update_time,
                  ZERO_TIME) < 0 ||
-        body_u32(j, o, "disk_id", &d->disk_id) < 0 || body_size(j, o, "used", &d->used) < 0 ||
-        body_size(j, o, "free", &d->free) < 0 || body_size(j, o, "size", &d->size) < 0 ||
-        body_size(j, o, "max_chunk_cnt", &d->max_chunk_cnt) < 0 ||
-        body_size(j, o, "free_chunk_cnt", &d->free_chunk_cnt) < 0 ||
-        body_size(j, o, "used_chunk_cnt", &d->used_chunk_cnt) < 0)
+        body_u32(j, o, "disk_id", &d->disk_id) < 0 ||
+        body_num(j, o, "used", CM_DISK_BYTES_MAX, &d->used) < 0 ||
+        body_num(j, o, "free", CM_DISK_BYTES_MAX, &d->free) < 0 ||
+        body_num(j, o, "size", CM_DISK_BYTES_MAX, &d->size) < 0 ||
+        body_num(j, o, "max_chunk_cnt", CM_DISK_CHUNKS_MAX, &d->max_chunk_cnt) < 0 ||
+        body_num(j, o, "free_chunk_cnt", CM_DISK_CHUNKS_MAX, &d->free_chunk_cnt) < 0 ||
+        body_num(j, o, "used_chunk_cnt", CM_DISK_CHUNKS_MAX, &d->used_chunk_cnt) < 0)
         goto out;
     if (!is_rfc3339(d->create_time) || !is_rfc3339(d->last_update_time)) {
         cm_args_fail(j, "field \"%s\" is not an RFC 3339 time",
@@ -265,11 +268,14 @@ int parse_disk_heartbeat(struct cm_job *j)
             goto out;
         }
         if (cm_json_get_u64(e, "disk_id", false, UINT32_MAX, &id, err, sizeof err) < 0 ||
-            cm_json_get_i64(e, "used", false, 0, INT64_MAX, &h->used, err, sizeof err) < 0 ||
-            cm_json_get_i64(e, "free", false, 0, INT64_MAX, &h->free, err, sizeof err) < 0 ||
-            cm_json_get_i64(e, "size", false, 0, INT64_MAX, &h->size, err, sizeof err) < 0 ||
-            cm_json_get_i64(e, "used_chunk_cnt", false, 0, INT64_MAX, &h->used_chunk_cnt, err,
-                            sizeof err) < 0 ||
+            cm_json_get_i64(e, "used", false, 0, CM_DISK_BYTES_MAX, &h->used, err, sizeof err) <
+                0 ||
+            cm_json_get_i64(e, "free", false, 0, CM_DISK_BYTES_MAX, &h->free, err, sizeof err) <
+                0 ||
+            cm_json_get_i64(e, "size", false, 0, CM_DISK_BYTES_MAX, &h->size, err, sizeof err) <
+                0 ||
+            cm_json_get_i64(e, "used_chunk_cnt", false, 0, CM_DISK_CHUNKS_MAX, &h->used_chunk_cnt,
+                            err, sizeof err) < 0 ||
             /* sent by blobnodes and ignored (clustermgr computes them), but typed */
             cm_json_get_i64(e, "max_chunk_cnt", false, INT64_MIN, INT64_MAX, &ignored, err,
                             sizeof err) < 0 ||

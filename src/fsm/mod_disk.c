@@ -149,8 +149,8 @@ struct inode { /* an IDC */
     struct fen racks; /* rack weights (sum of their hosts) */
     int64_t total, total_chunk, total_free_chunk, available, readonly, expired;
     int64_t broken, repairing, repaired, dropped, dropping;
-    int64_t space, free_space; /* size and free of available disks */
-    int64_t live_hosts;        /* hosts with at least one writable disk */
+    uint64_t space, free_space; /* size and free of available disks (wrap, never overflow) */
+    int64_t live_hosts;         /* hosts with at least one writable disk */
 };
 
 struct rnode { /* a rack within an IDC */
@@ -171,7 +171,8 @@ struct hnode {          /* a host within an IDC: the placement unit */
     uint32_t pos_idc, pos_rack;
     struct hostset *hs;
     struct idset disks;
-    int64_t nwritable, wfree; /* writable disks and their summed free bytes */
+    int64_t nwritable;
+    uint64_t wfree; /* summed free bytes of the writable disks */
     int64_t weight;
 };
 
@@ -403,8 +404,8 @@ static void count(struct disk_state *st, struct disk *d, int64_t s)
     if (!available(d))
         return;
     I->available += s;
-    I->space += s * d->size;
-    I->free_space += s * d->free;
+    I->space += (uint64_t)(s * d->size);
+    I->free_space += (uint64_t)(s * d->free);
     if (!d->live) {
         I->expired += s;
         return;
@@ -413,7 +414,7 @@ static void count(struct disk_state *st, struct disk *d, int64_t s)
     if (H->nwritable == 0 && s > 0)
         I->live_hosts++;
     H->nwritable += s;
-    H->wfree += s * d->free;
+    H->wfree += (uint64_t)(s * d->free);
     if (H->nwritable == 0 && s < 0)
         I->live_hosts--;
 }
@@ -833,6 +834,16 @@ static int64_t chunk_size(struct disk_state *st)
     return st->cfg && st->cfg->chunk_size ? (int64_t)st->cfg->chunk_size : 17179869184LL;
 }
 
+static bool bytes_ok(int64_t v)
+{
+    return v >= 0 && v <= CM_DISK_BYTES_MAX;
+}
+
+static bool chunks_ok(int64_t v)
+{
+    return v >= 0 && v <= CM_DISK_CHUNKS_MAX;
+}
+
 /* Chunk counters of spec §4.1.3 (clamped at 0 on add too). */
 static void set_counters(struct disk *d, int64_t cs, int64_t used, int64_t free, int64_t size,
                          int64_t used_chunk, bool heartbeat)
@@ -841,7 +852,7 @@ static void set_counters(struct disk *d, int64_t cs, int64_t used, int64_t free,
     d->free = free;
     d->size = size;
     d->used_chunk = used_chunk;
-    d->max_chunk = size / cs;
+    d->max_chunk = size / cs > CM_DISK_CHUNKS_MAX ? CM_DISK_CHUNKS_MAX : size / cs;
     int64_t fc = d->max_chunk - used_chunk;
     if (heartbeat && free / cs < fc)
         fc = free / cs;
@@ -869,8 +880,8 @@ static void apply_add(struct cm_fsm *fsm, struct disk_state *st, struct cm_dec *
     int64_t used_chunk = cm_get_i64(dec);
     uint32_t expire_s = cm_get_u32(dec);
     uint64_t cs = cm_get_u64(dec);
-    if (dec->err || status_seq(r.status) < 0 || used < 0 || free_ < 0 || size < 0 ||
-        used_chunk < 0 || cs == 0 || cs > INT64_MAX) {
+    if (dec->err || status_seq(r.status) < 0 || !bytes_ok(used) || !bytes_ok(free_) ||
+        !bytes_ok(size) || !chunks_ok(used_chunk) || cs == 0 || cs > INT64_MAX) {
         res->code = -1;
         return;
     }
@@ -922,7 +933,8 @@ static void apply_heartbeat(struct disk_state *st, struct cm_dec *dec, const str
             res->code = -1;
             return;
         }
-        if (d == NULL || used < 0 || free_ < 0 || size < 0 || used_chunk < 0)
+        if (d == NULL || !bytes_ok(used) || !bytes_ok(free_) || !bytes_ok(size) ||
+            !chunks_ok(used_chunk))
             continue;
         unaccount(st, d);
         set_counters(d, (int64_t)cs, used, free_, size, used_chunk, true);
@@ -1035,9 +1047,9 @@ static void disk_apply(struct cm_fsm *fsm, void *state, const struct cm_cmd *cmd
         if (max_chunk > 0 || free_chunk > 0) {
             unaccount(st, d);
             if (max_chunk > 0)
-                d->max_chunk = max_chunk;
+                d->max_chunk = max_chunk > CM_DISK_CHUNKS_MAX ? CM_DISK_CHUNKS_MAX : max_chunk;
             if (free_chunk > 0)
-                d->free_chunk = free_chunk;
+                d->free_chunk = free_chunk > CM_DISK_CHUNKS_MAX ? CM_DISK_CHUNKS_MAX : free_chunk;
             account(st, d);
         }
         goto out;
@@ -1342,6 +1354,19 @@ static int cmp_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
+/* Sums of hostile inputs saturate instead of overflowing (bytes per disk are at most 2^50). */
+#define STAT_MAX (INT64_MAX / 4)
+
+static int64_t sat_add(int64_t a, int64_t b)
+{
+    return a > STAT_MAX - b ? STAT_MAX : a + b;
+}
+
+static int64_t sat_u64(uint64_t v)
+{
+    return v > (uint64_t)STAT_MAX ? STAT_MAX : (int64_t)v;
+}
+
 /* Host-aware stripe count: repeatedly take the k largest values, count the smallest of them and
  * subtract it from each. `v` is scratch. */
 static int64_t stripes(int64_t *v, size_t n, size_t k, int64_t *tmp)
@@ -1352,7 +1377,7 @@ static int64_t stripes(int64_t *v, size_t n, size_t k, int64_t *tmp)
     int64_t count = 0;
     while (n >= k) {
         int64_t m = v[k - 1];
-        count += m;
+        count = sat_add(count, m);
         for (size_t i = 0; i < k; i++)
             v[i] -= m;
         /* v[0..k) and v[k..n) are each still descending: merge them */
@@ -1389,7 +1414,8 @@ struct json_object *cm_disk_space_stat(struct cm_fsm *fsm, int64_t now_ns)
     if (k < 1)
         k = 1;
 
-    int64_t total_space = 0, free_space = 0, blob_nodes = 0, writable = -1;
+    uint64_t total_space = 0, free_space = 0;
+    int64_t blob_nodes = 0, writable = -1;
     int64_t *vals = cm_malloc((st->n_hosts + 1) * sizeof *vals);
     int64_t *tmp = cm_malloc((st->n_hosts + 1) * sizeof *tmp);
     struct json_object *arr = json_object_new_array();
@@ -1427,8 +1453,9 @@ struct json_object *cm_disk_space_stat(struct cm_fsm *fsm, int64_t now_ns)
         for (uint32_t p = 0; p < I->hosts.n; p++) {
             const struct hnode *H = &st->hosts[I->hosts.owner[p]];
             if (H->nwritable > 0) {
-                vals[nv++] = H->wfree / cs;
-                sum += H->wfree / cs;
+                uint64_t c = H->wfree / (uint64_t)cs;
+                vals[nv] = c > STAT_MAX ? STAT_MAX : (int64_t)c;
+                sum = sat_add(sum, vals[nv++]);
             }
         }
         int64_t m = cfg->host_aware ? stripes(vals, nv, (size_t)k, tmp) : sum / k;
@@ -1439,11 +1466,14 @@ struct json_object *cm_disk_space_stat(struct cm_fsm *fsm, int64_t now_ns)
     free(tmp);
     int64_t total_disk = (int64_t)st->n;
     struct json_object *o = json_object_new_object();
-    json_object_object_add(o, "total_space", json_object_new_int64(total_space));
-    json_object_object_add(o, "free_space", json_object_new_int64(free_space));
-    json_object_object_add(o, "used_space", json_object_new_int64(total_space - free_space));
-    json_object_object_add(o, "writable_space",
-                           json_object_new_int64(writable > 0 ? writable * data * cs : 0));
+    int64_t total = sat_u64(total_space), free_sum = sat_u64(free_space), wbytes = 0;
+    if (writable > 0 && (__builtin_mul_overflow(writable, (int64_t)data, &wbytes) ||
+                         __builtin_mul_overflow(wbytes, cs, &wbytes)))
+        wbytes = INT64_MAX;
+    json_object_object_add(o, "total_space", json_object_new_int64(total));
+    json_object_object_add(o, "free_space", json_object_new_int64(free_sum));
+    json_object_object_add(o, "used_space", json_object_new_int64(total - free_sum));
+    json_object_object_add(o, "writable_space", json_object_new_int64(wbytes));
     json_object_object_add(o, "total_blob_node", json_object_new_int64(blob_nodes));
     json_object_object_add(o, "total_disk", json_object_new_int64(total_disk));
     json_object_object_add(o, "disk_stat_infos", arr);

@@ -62,6 +62,11 @@ enum {
 #define CM_DISK_PATH_MAX 1024
 #define CM_DISK_TIME_MAX 64
 
+/* Bounds of the numbers of a disk (so that sums over every disk cannot overflow): bytes at most
+ * 2^50 (1 PiB), chunk counts at most 2^32. */
+#define CM_DISK_BYTES_MAX (1LL << 50)
+#define CM_DISK_CHUNKS_MAX (1LL << 32)
+
 /* Placement refused: fewer writable disks (or free chunks) in the IDC than units asked for. */
 #define CM_DISK_ENOSPC (-28)
 

@@ -108,7 +108,8 @@ def test_add_info_and_their_errors(cluster3):
         assert r.status_code == 400 and r.json()["code"] == "Argument", (bad, r.text)
     d3 = alloc(c)
     for field, value in (("disk_id", "x"), ("disk_id", -1), ("disk_id", 4294967296),
-                         ("size", -1), ("free", "big"), ("readonly", "yes"), ("status", 256),
+                         ("size", -1), ("size", 2 ** 50 + 1), ("used_chunk_cnt", 2 ** 33),
+                         ("free", "big"), ("readonly", "yes"), ("status", 256),
                          ("host", 5), ("create_time", "yesterday"),
                          ("last_update_time", "2022-03-24 17:33:45"), ("path", "p" * 2000),
                          ("cluster_id", 1.5)):
@@ -204,7 +205,8 @@ def test_heartbeat_batches_and_errors(cluster3):
     assert c.post(1, "/disk/heartbeat", {"disks": []}).json() == {"disks": []}
     assert c.post(1, "/disk/heartbeat", {}).json() == {"disks": []}
     for bad in ({"disks": {}}, {"disks": [1]}, {"disks": [{"disk_id": a, "free": -1}]},
-                {"disks": [{"disk_id": "a"}]}, {"disks": [{"disk_id": a, "max_chunk_cnt": "x"}]}):
+                {"disks": [{"disk_id": "a"}]}, {"disks": [{"disk_id": a, "max_chunk_cnt": "x"}]},
+                {"disks": [{"disk_id": a, "size": 2 ** 62}]}):
         r = c.post(1, "/disk/heartbeat", bad)
         assert r.status_code == 400 and r.json()["code"] == "Argument", (bad, r.text)
     c.post(1, "/disk/set", {"disk_id": b, "status": 2})

@@ -661,7 +661,23 @@ static void test_garbage_payloads(void **state)
     struct cm_buf ab = {0};
     cm_disk_enc_add(&ab, &d, &cfg);
     assert_int_equal(apply_at(fsm, CM_MOD_DISK, CM_DISK_OP_ADD, &ab, T0), 900);
-    assert_int_equal(fsm->n_rejected, before + 12);
+    /* numbers beyond the bounds: an add is refused, a heartbeat entry skipped */
+    struct cm_disk_info huge = {.disk_id = 2,
+                                .idc = "z0",
+                                .rack = "",
+                                .host = "h",
+                                .path = "/b",
+                                .create_time = "",
+                                .last_update_time = "",
+                                .status = 1,
+                                .size = CM_DISK_BYTES_MAX + 1};
+    struct cm_buf hb = {0};
+    cm_disk_enc_add(&hb, &huge, &cfg);
+    assert_int_equal(apply_at(fsm, CM_MOD_DISK, CM_DISK_OP_ADD, &hb, T0), 900);
+    struct cm_disk_hb big = {.disk_id = 1, .size = INT64_MAX, .free = INT64_MAX};
+    heartbeat_at(fsm, &big, 1, T0);
+    assert_int_equal(info(fsm, 1).size, GIB);
+    assert_int_equal(fsm->n_rejected, before + 13);
     assert_int_equal(cm_disk_count(fsm), 1);
     assert_int_equal(info(fsm, 1).status, CM_DISK_NORMAL);
     check(fsm);
@@ -770,6 +786,33 @@ static void test_space_stat_exact(void **state)
     json_object_put(ss);
     cm_fsm_free(fsm);
     cm_config_free(&ha);
+
+    /* the largest disks allowed, many of them, and a tiny chunk: sums saturate, no overflow */
+    struct cm_config tiny;
+    load_cfg(&tiny, "[\"z0\"]", ",\"chunk_size\":1");
+    fsm = new_fsm(&tiny);
+    alloc_ids(fsm, 300);
+    for (uint32_t i = 1; i <= 300; i++) {
+        char h[16], p[16];
+        snprintf(h, sizeof h, "h%u", i % 7);
+        snprintf(p, sizeof p, "/%u", i);
+        struct spec s = {
+            .id = i, .host = h, .path = p, .size = CM_DISK_BYTES_MAX, .free = CM_DISK_BYTES_MAX};
+        assert_int_equal(add_at(fsm, &s, T0), 0);
+    }
+    assert_int_equal(info(fsm, 1).max_chunk_cnt, CM_DISK_CHUNKS_MAX);
+    admin(fsm, 2, 0, INT64_MAX, INT64_MAX);
+    assert_int_equal(info(fsm, 2).free_chunk_cnt, CM_DISK_CHUNKS_MAX);
+    ss = cm_disk_space_stat(fsm, T0);
+    assert_int_equal(stat_field(ss, "total_space"), 300 * CM_DISK_BYTES_MAX);
+    assert_true(stat_field(ss, "writable_space") > 0);
+    json_object_put(ss);
+    uint64_t rng = 1;
+    uint32_t out[3];
+    assert_int_equal(cm_disk_place(fsm, "z0", 3, NULL, 0, T0, &rng, out), 0);
+    check(fsm);
+    cm_fsm_free(fsm);
+    cm_config_free(&tiny);
 }
 
 /* ---- placement ---- */
