@@ -610,14 +610,20 @@ def test_blobnode_sim_end_to_end(make_cluster):
         if sim.proc.poll() is None:
             sim.proc.kill()
 
-    # a restarted fleet finds its disks registered and reuses them
-    sim2 = Sim(c, hosts=3, disks=4, base=sim.base).start()
+    # a restarted fleet finds its disks registered and reuses them; the command-line knobs report
+    # host 1's first disk broken and keep host 2's last disk silent from the start
+    sim2 = Sim(c, hosts=3, disks=4, base=sim.base, extra=("--broken", "1.0", "--silent", "2.3"))
+    sim2.start()
     try:
         sim2.wait(lambda: sim2.stats()["registered"] == 12, what="re-registration")
         st = sim2.stats()
         assert (st["registrations"]["reused"], st["registrations"]["adds"]) == (12, 0)
-        assert st["broken"] == 1 and st["active"] == 11
-        assert all(s["total_disk"] == 12 for s in space_stats(c))
+        sim2.wait(lambda: sim2.stats()["broken"] == 2, what="broken from the command line")
+        assert info(c, 1, fleet[4]["disk_id"])["status"] == 2
+        time.sleep(2.3)
+        for s in space_stats(c):
+            z = s["disk_stat_infos"][0]
+            assert (s["total_disk"], z["broken"], z["available"], z["expired"]) == (12, 2, 10, 1)
         assert sim2.stop() == 0
     finally:
         if sim2.proc.poll() is None:
@@ -629,3 +635,6 @@ def test_blobnode_sim_help_and_bad_options():
     assert out.returncode == 0 and "--interval" in out.stdout and "/sim/disk/" in out.stdout
     out = subprocess.run([SIM, "--hosts", "zero"], capture_output=True, text=True)
     assert out.returncode == 2 and "bad value" in out.stderr
+    out = subprocess.run([SIM, "-H", "2", "--broken", "2.0", "--no-serve"], capture_output=True,
+                         text=True, timeout=20)
+    assert out.returncode == 2 and "no disk" in out.stderr

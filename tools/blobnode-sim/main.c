@@ -41,6 +41,9 @@ static const char usage[] =
     "                          report (requests/s, disks/s, latency) and exit (default: run)\n"
     "      --no-serve          do not open the hosts' ports (load generation only)\n"
     "      --json              print the report as one JSON line\n"
+    "      --broken LIST       disks (HOST.DISK, 0-based, comma separated) reported broken\n"
+    "                          with /disk/set right after registration\n"
+    "      --silent LIST       disks (HOST.DISK) never heartbeated: they expire\n"
     "      --refuse-create     every disk refuses chunk creation\n"
     "      --delay-ms N        every disk answers the chunk API N ms late\n"
     "      --seed N            random seed (default: from the clock)\n"
@@ -146,8 +149,12 @@ int main(int argc, char **argv)
         O_JSON,
         O_REFUSE,
         O_DELAY,
-        O_SEED
+        O_SEED,
+        O_BROKEN,
+        O_SILENT
     };
+    const char *broken = NULL, *silent = NULL;
+    int rc_early = 0;
     static const struct option opts[] = {{"cm", required_argument, 0, 'c'},
                                          {"hosts", required_argument, 0, 'H'},
                                          {"disks", required_argument, 0, 'D'},
@@ -167,6 +174,8 @@ int main(int argc, char **argv)
                                          {"refuse-create", no_argument, 0, O_REFUSE},
                                          {"delay-ms", required_argument, 0, O_DELAY},
                                          {"seed", required_argument, 0, O_SEED},
+                                         {"broken", required_argument, 0, O_BROKEN},
+                                         {"silent", required_argument, 0, O_SILENT},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int c;
@@ -233,6 +242,12 @@ int main(int argc, char **argv)
         case O_SEED:
             ok = num(optarg, 1, 1.8e19, &v), s->seed = (uint64_t)v;
             break;
+        case O_BROKEN:
+            broken = optarg;
+            break;
+        case O_SILENT:
+            silent = optarg;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -258,6 +273,8 @@ int main(int argc, char **argv)
     s->idcs = split(idcs, &s->n_idcs);
     if (s->n_cms == 0 || s->n_idcs == 0) {
         fprintf(stderr, "blobnode-sim: --cm and --idc need at least one entry\n");
+        free_list(cm_list, s->n_cms);
+        free_list(s->idcs, s->n_idcs);
         return 2;
     }
     s->cms = cm_calloc((size_t)s->n_cms, sizeof *s->cms);
@@ -292,6 +309,28 @@ int main(int argc, char **argv)
         }
     }
 
+    for (int pass = 0; pass < 2; pass++) {
+        const char *list = pass ? silent : broken;
+        int n = 0;
+        char **v = list ? split(list, &n) : NULL;
+        for (int i = 0; i < n; i++) {
+            int h, k, used = 0;
+            if (sscanf(v[i], "%d.%d%n", &h, &k, &used) != 2 || v[i][used] || h < 0 ||
+                h >= s->n_hosts || k < 0 || k >= s->n_disks) {
+                fprintf(stderr, "blobnode-sim: no disk \"%s\" (HOST.DISK, 0-based)\n", v[i]);
+                rc_early = 2;
+                continue;
+            }
+            if (pass)
+                s->hosts[h].disks[k].silent = true;
+            else {
+                s->hosts[h].disks[k].report_broken = true;
+                atomic_store(&s->hosts[h].attention, true);
+            }
+        }
+        free_list(v, n);
+    }
+
     curl_global_init(CURL_GLOBAL_DEFAULT);
     signal(SIGPIPE, SIG_IGN);
     the_sim = s;
@@ -300,9 +339,11 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
 
-    int rc = 0;
+    int rc = rc_early;
     char err[256];
-    if (s->serve && sim_serve_start(s, err, sizeof err) != 0) {
+    if (rc) {
+        /* a bad --broken or --silent entry: already reported */
+    } else if (s->serve && sim_serve_start(s, err, sizeof err) != 0) {
         fprintf(stderr, "blobnode-sim: %s\n", err);
         rc = 1;
     } else {
