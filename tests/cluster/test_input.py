@@ -74,12 +74,22 @@ def test_huge_body_is_refused_without_reading_it(cluster3):
 
 
 def test_chunked_body_needs_a_length(cluster3):
-    def gen():
-        yield b'{"key":"c",'
-        yield b'"value":"d"}'
-    r = requests.post(cluster3.url(1, "/config/set"), data=gen(), timeout=10)
-    body = assert_json_error(r, 400)
-    assert body == {"error": "Unknown content length in request", "code": "Argument"}
+    host, port = cluster3.http(1).split(":")
+    s = socket.create_connection((host, int(port)), timeout=10)
+    body = b'{"key":"c","value":"d"}'
+    s.sendall(b"POST /config/set HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+              b"Content-Type: application/json\r\n\r\n" + b"%x\r\n" % len(body) + body +
+              b"\r\n0\r\n\r\n")
+    resp = b""
+    while b"\r\n\r\n" not in resp or not resp.rstrip().endswith(b"}"):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        resp += chunk
+    s.close()
+    head, _, payload = resp.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), resp
+    assert json.loads(payload) == {"error": "Unknown content length in request", "code": "Argument"}
 
 
 def test_unknown_route_and_wrong_method(cluster3):
