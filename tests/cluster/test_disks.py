@@ -585,7 +585,7 @@ def test_blobnode_sim_end_to_end(make_cluster):
         # silent: it expires on every node while the others stay alive
         q = fleet[11]
         requests.post(sim.url(f"/sim/disk/{q['disk_id']}?silent=1"))
-        time.sleep(2.5)
+        time.sleep(3.0)
         for s in space_stats(c):
             z = s["disk_stat_infos"][0]
             assert (z["available"], z["broken"], z["expired"]) == (11, 1, 1), s
@@ -620,7 +620,7 @@ def test_blobnode_sim_end_to_end(make_cluster):
         assert (st["registrations"]["reused"], st["registrations"]["adds"]) == (12, 0)
         sim2.wait(lambda: sim2.stats()["broken"] == 2, what="broken from the command line")
         assert info(c, 1, fleet[4]["disk_id"])["status"] == 2
-        time.sleep(2.3)
+        time.sleep(3.0)
         for s in space_stats(c):
             z = s["disk_stat_infos"][0]
             assert (s["total_disk"], z["broken"], z["available"], z["expired"]) == (12, 2, 10, 1)
