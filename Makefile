@@ -26,6 +26,9 @@ WEB_OBJ := $(BUILD)/obj/gen/web_assets.o
 LIB_OBJ += $(WEB_OBJ)
 MAIN_OBJ := $(BUILD)/obj/src/server/main.o
 
+SIM_SRC := $(sort $(wildcard tools/blobnode-sim/*.c))
+SIM_OBJ := $(SIM_SRC:%.c=$(BUILD)/obj/%.o)
+
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
@@ -33,7 +36,7 @@ TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
 
 .PHONY: all clean test unit cluster tools test-san fmt fmt-check deps run
-all: $(BUILD)/clustermgr
+all: $(BUILD)/clustermgr $(BUILD)/blobnode-sim
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -54,6 +57,10 @@ $(BUILD)/libcm.a: $(LIB_OBJ)
 $(BUILD)/clustermgr: $(MAIN_OBJ) $(BUILD)/libcm.a
 	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
 
+# the simulated blobnode fleet (tools/blobnode-sim)
+$(BUILD)/blobnode-sim: $(SIM_OBJ) $(BUILD)/libcm.a
+	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(BUILD)/libcm.a $(LDLIBS) -lcmocka
@@ -67,7 +74,7 @@ tools: $(TOOL_BIN)
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-cluster: $(BUILD)/clustermgr $(TOOL_BIN)
+cluster: $(BUILD)/clustermgr $(BUILD)/blobnode-sim $(TOOL_BIN)
 	CM_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q -x --basetemp=$(BUILD)/pytest-tmp tests/cluster $(PYTEST_ARGS)
 
 # The whole suite, as CI runs it: formatting, unit and cluster tests, then both again under
@@ -98,4 +105,4 @@ fmt-check:
 clean:
 	rm -rf build build-san
 
--include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(SIM_OBJ:.o=.d)

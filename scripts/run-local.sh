@@ -5,6 +5,8 @@
 #   scripts/run-local.sh --fresh    wipe the local cluster's data first
 #
 # Node ids 1, 2, 3; HTTP on 127.0.0.1:9998, 9999, 10000; raft on 127.0.0.1:10110, 10111, 10112.
+# Once there is a leader, a simulated blobnode fleet (build/blobnode-sim: 3 hosts x 6 disks in
+# idc z0, hosts on 127.0.0.1:18000-18002) registers and heartbeats, so /stat shows real numbers.
 # Configs, logs and data live under run/local/ in the checkout (git-ignored).
 set -eu
 cd "$(dirname "$0")/.."
@@ -21,9 +23,15 @@ mkdir -p "$RUN"
 /usr/bin/python3 scripts/gen-config.py "$RUN" --data "$RUN/data" >/dev/null
 
 PIDS=""
+SIM_PID=""
 stop() {
     trap - INT TERM
     echo
+    if [ -n "$SIM_PID" ]; then
+        echo "stopping the blobnode fleet..."
+        kill -TERM "$SIM_PID" 2>/dev/null || true
+        wait "$SIM_PID" 2>/dev/null || true
+    fi
     echo "stopping the cluster..."
     for p in $PIDS; do kill -TERM "$p" 2>/dev/null || true; done
     for p in $PIDS; do wait "$p" 2>/dev/null || true; done
@@ -59,16 +67,23 @@ if [ -z "$leader" ]; then
     stop
 fi
 
+./build/blobnode-sim --cm 127.0.0.1:9998,127.0.0.1:9999,127.0.0.1:10000 --hosts 3 --disks 6 \
+    --idc z0 --port-base 18000 --interval 5 >>"$RUN/blobnode-sim.log" 2>&1 &
+SIM_PID=$!
+
 cat <<EOT
 
 clustermgr is running: 3 nodes, leader at $leader
   nodes:  http://127.0.0.1:9998  http://127.0.0.1:9999  http://127.0.0.1:10000
-  logs:   $RUN/node1.log ... node3.log
+  fleet:  3 simulated blobnodes x 6 disks on http://127.0.0.1:18000-18002, heartbeat every 5 s
+  logs:   $RUN/node1.log ... node3.log, $RUN/blobnode-sim.log
 
 Try:
   curl -s http://127.0.0.1:9998/stat
   curl -s -XPOST http://127.0.0.1:9999/config/set -d '{"key":"balance","value":"Enable"}'
   curl -s http://127.0.0.1:10000/config/get?key=balance
+  curl -s 'http://127.0.0.1:9999/disk/list?count=3'
+  curl -s http://127.0.0.1:18000/sim/stats
 
 Press Ctrl-C to stop the cluster.
 EOT

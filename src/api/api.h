@@ -34,6 +34,26 @@ int parse_bid_alloc(struct cm_job *j);
 void h_bid_alloc(struct cm_job *j);
 void h_diskid_alloc(struct cm_job *j);
 
+/* disk.c */
+int parse_disk_add(struct cm_job *j);
+void h_disk_add(struct cm_job *j);
+int parse_disk_info(struct cm_job *j);
+void h_disk_info(struct cm_job *j);
+int parse_disk_list(struct cm_job *j);
+void h_disk_list(struct cm_job *j);
+int parse_disk_set(struct cm_job *j);
+void h_disk_set(struct cm_job *j);
+int parse_disk_heartbeat(struct cm_job *j);
+void h_disk_heartbeat(struct cm_job *j);
+int parse_disk_id(struct cm_job *j);
+void h_disk_drop(struct cm_job *j);
+void h_disk_dropped(struct cm_job *j);
+void h_disk_droppinglist(struct cm_job *j);
+int parse_disk_access(struct cm_job *j);
+void h_disk_access(struct cm_job *j);
+int parse_admin_disk_update(struct cm_job *j);
+void h_admin_disk_update(struct cm_job *j);
+
 /* stat.c */
 void h_stat(struct cm_job *j);
 void h_readindex(struct cm_job *j);

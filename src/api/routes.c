@@ -23,6 +23,20 @@ static const struct cm_route routes[] = {
     {"/bid/alloc", CM_POST, CM_R_WRITE, 0, parse_bid_alloc, h_bid_alloc, "bid_alloc"},
     {"/diskid/alloc", CM_POST, CM_R_WRITE, 0, NULL, h_diskid_alloc, "diskid_alloc"},
 
+    /* disks and blobnodes */
+    {"/disk/add", CM_POST, CM_R_WRITE, 0, parse_disk_add, h_disk_add, "disk_add"},
+    {"/disk/info", CM_GET, CM_R_READ, 0, parse_disk_info, h_disk_info, "disk_info"},
+    {"/disk/list", CM_GET, CM_R_READ, 0, parse_disk_list, h_disk_list, "disk_list"},
+    {"/disk/set", CM_POST, CM_R_WRITE, 0, parse_disk_set, h_disk_set, "disk_set"},
+    {"/disk/heartbeat", CM_POST, CM_R_WRITE, 0, parse_disk_heartbeat, h_disk_heartbeat,
+     "disk_heartbeat"},
+    {"/disk/drop", CM_POST, CM_R_WRITE, 0, parse_disk_id, h_disk_drop, "disk_drop"},
+    {"/disk/dropped", CM_POST, CM_R_WRITE, 0, parse_disk_id, h_disk_dropped, "disk_dropped"},
+    {"/disk/droppinglist", CM_GET, CM_R_READ, 0, NULL, h_disk_droppinglist, "disk_droppinglist"},
+    {"/disk/access", CM_POST, CM_R_WRITE, 0, parse_disk_access, h_disk_access, "disk_access"},
+    {"/admin/disk/update", CM_POST, CM_R_WRITE, 0, parse_admin_disk_update, h_admin_disk_update,
+     "admin_disk_update"},
+
     /* node state */
     {"/stat", CM_GET, CM_R_LOCAL, 0, NULL, h_stat, "stat"},
     {"/livez", CM_GET, CM_R_INLINE | CM_R_NO_AUTH, 0, NULL, h_livez, "livez"},

@@ -1,38 +1,15 @@
 /* /stat (spec §6), health probes, and the leader's side of follower read-index requests. */
 #include <string.h>
 
+#include "../fsm/mod_disk.h"
 #include "../util/json.h"
+#include "../util/timeutil.h"
 #include "api.h"
 
-/* space_stat with zero counters for every configured IDC, until disks exist. */
+/* space_stat (spec §6.3): live from the disk module, as of this node's clock. */
 struct json_object *cm_space_stat(struct cm_node *n)
 {
-    const struct cm_config *cfg = cm_node_cfg(n);
-    struct json_object *o = json_object_new_object();
-    json_object_object_add(o, "total_space", json_object_new_int64(0));
-    json_object_object_add(o, "free_space", json_object_new_int64(0));
-    json_object_object_add(o, "used_space", json_object_new_int64(0));
-    json_object_object_add(o, "writable_space", json_object_new_int64(0));
-    json_object_object_add(o, "total_blob_node", json_object_new_int64(0));
-    json_object_object_add(o, "total_disk", json_object_new_int64(0));
-    struct json_object *arr = json_object_new_array();
-    for (size_t i = 0; i < cfg->n_idc; i++) {
-        bool dup = false;
-        for (size_t k = 0; k < i; k++)
-            dup |= strcmp(cfg->idc[k], cfg->idc[i]) == 0;
-        if (dup)
-            continue;
-        struct json_object *e = json_object_new_object();
-        json_object_object_add(e, "idc", json_object_new_string(cfg->idc[i]));
-        static const char *const fields[] = {
-            "total",  "total_chunk", "total_free_chunk", "available", "readonly", "expired",
-            "broken", "repairing",   "repaired",         "dropping",  "dropped"};
-        for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
-            json_object_object_add(e, fields[f], json_object_new_int64(0));
-        json_object_array_add(arr, e);
-    }
-    json_object_object_add(o, "disk_stat_infos", arr);
-    return o;
+    return cm_disk_space_stat(cm_node_fsm(n), cm_now_ns());
 }
 
 struct json_object *cm_volume_stat(struct cm_node *n)
