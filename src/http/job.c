@@ -111,3 +111,20 @@ void cm_job_set_code(struct cm_job *j, int code)
     else
         cm_job_set_error(j, status, msg ? msg : "error", NULL);
 }
+
+const char *cm_method_name(int m)
+{
+    switch (m) {
+    case CM_GET:
+        return "GET";
+    case CM_POST:
+        return "POST";
+    case CM_PUT:
+        return "PUT";
+    case CM_DELETE:
+        return "DELETE";
+    case CM_HEAD:
+        return "HEAD";
+    }
+    return "OTHER";
+}

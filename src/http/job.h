@@ -102,6 +102,9 @@ struct cm_job *cm_jlist_pop(struct cm_jlist *l);
 /* Move every job of `from` to the end of `to`. */
 void cm_jlist_splice(struct cm_jlist *to, struct cm_jlist *from);
 
+/* "GET", "POST", ... for a cm_method value. */
+const char *cm_method_name(int method);
+
 /* Query argument; NULL when missing or empty (spec §2.1: empty counts as missing). */
 const char *cm_job_query(const struct cm_job *j, const char *name);
 const char *cm_job_query_raw(const struct cm_job *j, const char *name, bool *present);

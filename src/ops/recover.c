@@ -26,6 +26,7 @@
 
 #include "../server/config.h"
 #include "../util/json.h"
+#include "../util/net.h"
 #include "ops.h"
 
 #define MAX_PEERS 16
@@ -115,16 +116,7 @@ static int check_dir(const struct cm_config *cfg, char *err, size_t errlen)
 /* A running node holds its raft port. */
 static int check_stopped(const struct cm_config *cfg, char *err, size_t errlen)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(cfg->raft_port)};
-    if (inet_pton(AF_INET, cfg->raft_listen_ip, &sa.sin_addr) != 1)
-        sa.sin_addr.s_addr = htonl(INADDR_ANY);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return 0;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    close(fd);
+    int rc = cm_port_probe(cfg->raft_listen_ip, cfg->raft_port);
     if (rc != 0) {
         snprintf(err, errlen,
                  "the raft port %u is in use: stop the node before forcing a new "

@@ -17,23 +17,6 @@
 
 #define SLOW_US 1000000ull
 
-static const char *method_name(int m)
-{
-    switch (m) {
-    case CM_GET:
-        return "GET";
-    case CM_POST:
-        return "POST";
-    case CM_PUT:
-        return "PUT";
-    case CM_DELETE:
-        return "DELETE";
-    case CM_HEAD:
-        return "HEAD";
-    }
-    return "OTHER";
-}
-
 void cm_reqlog_id(const struct cm_job *j, char *out, size_t cap)
 {
     if (j->req_id_hdr && j->req_id_hdr[0])
@@ -74,7 +57,7 @@ static void audit(const struct cm_job *j, const char *rid, int status, uint64_t 
                      "\"method\":\"%s\",\"uri\":\"%s\",\"route\":\"%s\",\"status\":%d,"
                      "\"latency_us\":%llu,\"body_bytes\":%zu,\"resp_bytes\":%zu,\"hops\":%d}",
                      t, (unsigned long long)cm_node_id(j->node), erid, eclient,
-                     method_name(j->method), euri, j->route ? j->route->name : "-", status,
+                     cm_method_name(j->method), euri, j->route ? j->route->name : "-", status,
                      (unsigned long long)us, j->body.len, j->resp_len, j->hops);
     if (n > 0)
         cm_audit_write(line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
@@ -97,16 +80,16 @@ void cm_reqlog_done(struct cm_job *j, uint64_t us)
         CM_WARN("http",
                 "slow request: req=%s %s %.256s route=%s status=%d latency_us=%llu "
                 "client=%s",
-                rid, method_name(j->method), j->uri, route, status, (unsigned long long)us,
+                rid, cm_method_name(j->method), j->uri, route, status, (unsigned long long)us,
                 j->client_ip);
     else if (failed_write)
         CM_INFO("http", "req=%s %s %.256s route=%s status=%d latency_us=%llu client=%s", rid,
-                method_name(j->method), j->uri, route, status, (unsigned long long)us,
+                cm_method_name(j->method), j->uri, route, status, (unsigned long long)us,
                 j->client_ip);
     else if (debug)
         cm_logf(CM_LOG_DEBUG, "http",
                 "req=%s %s %.256s route=%s status=%d latency_us=%llu client=%s", rid,
-                method_name(j->method), j->uri, route, status, (unsigned long long)us,
+                cm_method_name(j->method), j->uri, route, status, (unsigned long long)us,
                 j->client_ip);
     if (aud)
         audit(j, rid, status, us);

@@ -33,6 +33,7 @@
 #include "../util/json.h"
 #include "../util/log.h"
 #include "../util/map.h"
+#include "../util/net.h"
 #include "../util/timeutil.h"
 #include "../security/auth.h"
 #include "transport.h"
@@ -606,23 +607,6 @@ static void on_applied(void *arg, const struct cm_cmd *cmd, struct cm_result *re
 /* ------------------------------------------------------------------------------------------ */
 /* dispatch, forwarding, reads                                                                 */
 
-static const char *method_name(int m)
-{
-    switch (m) {
-    case CM_GET:
-        return "GET";
-    case CM_POST:
-        return "POST";
-    case CM_PUT:
-        return "PUT";
-    case CM_DELETE:
-        return "DELETE";
-    case CM_HEAD:
-        return "HEAD";
-    }
-    return "GET";
-}
-
 static void forward_done(struct cm_httpc_req *r)
 {
     struct cm_job *j = r->data;
@@ -662,7 +646,7 @@ static void forward(struct cm_node *n, struct cm_job *j)
     }
     char url[2048];
     snprintf(url, sizeof url, "%s%s%s", n->cfg->node_protocol, addr, j->uri);
-    struct cm_httpc_req *r = cm_httpc_req_new(method_name(j->method), url);
+    struct cm_httpc_req *r = cm_httpc_req_new(cm_method_name(j->method), url);
     char h[512];
     cm_httpc_req_header(r, "Content-Type: application/json");
     snprintf(h, sizeof h, "X-Real-Ip: %s", j->client_ip);
@@ -1586,18 +1570,8 @@ static int fsm_restore(struct raft_fsm *f, struct raft_buffer *buf)
 static int check_port_free(const char *ip, uint16_t port, const char *what, char *err,
                            size_t errlen)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-    if (ip[0] == '\0' || inet_pton(AF_INET, ip, &sa.sin_addr) != 1)
-        sa.sin_addr.s_addr = htonl(INADDR_ANY);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return 0;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    int e = errno;
-    close(fd);
-    if (rc != 0) {
+    int e = cm_port_probe(ip, port);
+    if (e != 0) {
         snprintf(err, errlen, "cannot listen on the %s port %s:%u: %s", what,
                  ip[0] ? ip : "0.0.0.0", port, strerror(e));
         return -1;
