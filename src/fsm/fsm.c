@@ -15,13 +15,13 @@ extern const struct cm_module cm_mod_members;
 extern const struct cm_module cm_mod_config;
 extern const struct cm_module cm_mod_scope;
 extern const struct cm_module cm_mod_disk;
+extern const struct cm_module cm_mod_volume;
 
 /* Indexed by module id; NULL slots are ids not in use. */
 static const struct cm_module *const modules[CM_MOD_MAX] = {
-    [CM_MOD_MEMBERS] = &cm_mod_members,
-    [CM_MOD_CONFIG] = &cm_mod_config,
-    [CM_MOD_SCOPE] = &cm_mod_scope,
-    [CM_MOD_DISK] = &cm_mod_disk,
+    [CM_MOD_MEMBERS] = &cm_mod_members, [CM_MOD_CONFIG] = &cm_mod_config,
+    [CM_MOD_SCOPE] = &cm_mod_scope,     [CM_MOD_DISK] = &cm_mod_disk,
+    [CM_MOD_VOLUME] = &cm_mod_volume,
 };
 
 static const char snap_magic[8] = {'C', 'M', 'S', 'N', 'A', 'P', '0', '1'};
