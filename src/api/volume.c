@@ -524,6 +524,8 @@ static void alloc_applied(struct cm_node *n, void *arg, int status, struct cm_re
     struct cm_fsm *fsm = cm_node_fsm(n);
     cm_volume_unmark(fsm, op->vids, op->n); /* granted or not, they are no longer reserved */
     struct cm_job *j = op->job;
+    if (j)
+        j->backref = NULL; /* it points into op */
     free(op);
     const struct cm_vol_granted *g = status == CM_APPLIED && res->code == 0 ? res->data : NULL;
     if (j) {

@@ -73,6 +73,12 @@ struct reg {
     void (*drop)(void *);
 };
 
+struct sweep {
+    uint64_t due_ms;
+    uint64_t vuid;
+    uint32_t disk;
+};
+
 struct vjobs {
     struct cm_node *n;
     struct cm_map reg; /* id -> struct reg */
@@ -96,6 +102,9 @@ struct vjobs {
     uint64_t next_health_ms;
     bool health_busy;
     bool health_capped;
+    /* superseded chunks to release once more, later (a create still queued at a blobnode) */
+    struct sweep *sweeps;
+    size_t n_sweeps, cap_sweeps;
     /* tasks */
     struct cm_map tasks; /* vid -> ctx id */
     int tasks_running;
@@ -242,13 +251,49 @@ static void start_abort(struct vcreate *c, const char *why);
 
 static void propose(struct vcreate *c, uint8_t op, struct cm_buf *b, int phase);
 
-/* Release a chunk without waiting for the answer (cleanup of a failed or superseded attempt). */
+/* Release a chunk without waiting for the answer (cleanup of a failed or superseded attempt),
+ * and once more after twice the blobnode timeout: a create sent earlier (possibly by a leader
+ * that died since) may still be queued at the blobnode and land after the first release. */
 static void free_chunk(struct vjobs *vj, uint32_t disk, uint64_t vuid)
 {
     struct cm_disk_info d;
     if (!cm_disk_get(cm_node_fsm(vj->n), disk, &d))
         return;
     cm_blobnode_call(vj->n, d.host, "release", disk, vuid, 0, tag_of(K_FREE, 0, 0), create_done);
+    if (vj->n_sweeps == vj->cap_sweeps) {
+        vj->cap_sweeps = vj->cap_sweeps ? vj->cap_sweeps * 2 : 16;
+        vj->sweeps = cm_realloc(vj->sweeps, vj->cap_sweeps * sizeof *vj->sweeps);
+    }
+    uint64_t later = 2 * (uint64_t)cm_node_cfg(vj->n)->blobnode_timeout_ms;
+    vj->sweeps[vj->n_sweeps++] = (struct sweep){cm_mono_ms() + later, vuid, disk};
+}
+
+static void sweep(struct vjobs *vj, uint64_t now)
+{
+    size_t k = 0;
+    struct cm_fsm *fsm = cm_node_fsm(vj->n);
+    for (size_t i = 0; i < vj->n_sweeps; i++) {
+        struct sweep *w = &vj->sweeps[i];
+        if (w->due_ms > now) {
+            vj->sweeps[k++] = *w;
+            continue;
+        }
+        /* never a chunk that became a unit's current one meanwhile */
+        struct cm_vol v;
+        struct cm_vunit u;
+        struct cm_disk_info d;
+        uint32_t vid = cm_vuid_vid(w->vuid);
+        unsigned index = cm_vuid_index(w->vuid);
+        if (cm_volume_get(fsm, vid, &v) && index < v.n_units) {
+            cm_volume_unit(fsm, vid, index, &u);
+            if (u.vuid == w->vuid)
+                continue;
+        }
+        if (cm_disk_get(fsm, w->disk, &d))
+            cm_blobnode_call(vj->n, d.host, "release", w->disk, w->vuid, 0, tag_of(K_FREE, 0, 0),
+                             create_done);
+    }
+    vj->n_sweeps = k;
 }
 
 static void commit(struct vcreate *c)
@@ -994,6 +1039,7 @@ static void drop_all_work(struct vjobs *vj)
     memset(vj->by_mode, 0, sizeof vj->by_mode);
     vj->tasks_running = 0;
     vj->n_free = 0;
+    vj->n_sweeps = 0;
     vj->vid_hi = 0;
     vj->expire_busy = vj->health_busy = false;
 }
@@ -1046,6 +1092,7 @@ static void on_tick(struct cm_node *n, void *arg)
     expire_leases(vj, now);
     watch_health(vj, now);
     run_tasks(vj, now);
+    sweep(vj, now);
 }
 
 static void on_stop(struct cm_node *n, void *arg)
@@ -1063,6 +1110,7 @@ static void on_stop(struct cm_node *n, void *arg)
     cm_map_free(&vj->creating);
     cm_map_free(&vj->tasks);
     free(vj->free_vids);
+    free(vj->sweeps);
     free(vj);
 }
 
