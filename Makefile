@@ -22,11 +22,14 @@ LIB_SRC := $(sort $(filter-out src/server/main.c,$(wildcard src/*/*.c)))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 MAIN_OBJ := $(BUILD)/obj/src/server/main.o
 
+CMCTL_SRC := $(sort $(wildcard tools/cmctl/*.c))
+CMCTL_OBJ := $(CMCTL_SRC:%.c=$(BUILD)/obj/%.o)
+
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all clean test unit cluster test-san fmt fmt-check deps run
-all: $(BUILD)/clustermgr
+all: $(BUILD)/clustermgr $(BUILD)/cmctl
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -39,6 +42,9 @@ $(BUILD)/libcm.a: $(LIB_OBJ)
 $(BUILD)/clustermgr: $(MAIN_OBJ) $(BUILD)/libcm.a
 	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/cmctl: $(CMCTL_OBJ) $(BUILD)/libcm.a
+	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(BUILD)/libcm.a $(LDLIBS) -lcmocka
@@ -46,7 +52,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcm.a
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-cluster: $(BUILD)/clustermgr
+cluster: $(BUILD)/clustermgr $(BUILD)/cmctl
 	CM_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q -x tests/cluster $(PYTEST_ARGS)
 
 # The whole suite, as CI runs it: formatting, unit and cluster tests, then both again under
@@ -77,4 +83,4 @@ fmt-check:
 clean:
 	rm -rf build build-san
 
--include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(CMCTL_OBJ:.o=.d)
