@@ -78,7 +78,8 @@ char *cmctl_escape(const char *s)
     size_t n = strlen(s);
     char *out = cm_malloc(3 * n + 1), *o = out;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+        /* '.' too: clients drop ".." path segments, so a key ".." must travel escaped */
+        if (isalnum(*p) || *p == '-' || *p == '_' || *p == '~') {
             *o++ = (char)*p;
         } else {
             *o++ = '%';
@@ -132,6 +133,7 @@ int cmctl_request(struct cmctl *c, const char *method, const char *path, const c
         curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(e, CURLOPT_HEADERDATA, &x);
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
         if (c->timeout_ms > 0)
             curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, c->timeout_ms);
