@@ -6,7 +6,8 @@
  *   0  success
  *   1  the cluster answered with an error (the message is printed on stderr)
  *   2  usage error: unknown command, missing or malformed argument
- *   3  no host could serve the request (all down, no leader, or the outcome is unknown)
+ *   3  no host could serve the request: all down, no leader (907), no quorum or a timeout
+ *      (906 raft propose error, 908 read index error), or a write's outcome is unknown
  *   4  not found (HTTP 404: unknown key, service, config entry, ...)
  *   5  local failure: a file could not be read or written, a snapshot is damaged
  */

@@ -204,5 +204,10 @@ int cmctl_check(struct cmctl_resp *r, const char *what)
     } else
         snprintf(msg, sizeof msg, "%.*s", (int)(r->body.len > 300 ? 300 : r->body.len), b);
     cmctl_fail(0, "%s: %ld %s", what, r->status, msg[0] ? msg : "(no message)");
-    return r->status == 404 ? CMCTL_ERR_NOT_FOUND : CMCTL_ERR_ANSWER;
+    if (r->status == 404)
+        return CMCTL_ERR_NOT_FOUND;
+    /* the cluster could not serve it: no leader, no quorum, propose or read-index timeout */
+    if (r->status == 502 || r->status == 503 || (r->status >= 906 && r->status <= 908))
+        return CMCTL_ERR_UNAVAILABLE;
+    return CMCTL_ERR_ANSWER;
 }

@@ -1229,8 +1229,9 @@ static void usage_all(FILE *f)
             "  --timeout ms      per-request timeout (default 15000)\n"
             "  --verbose         print each request on stderr\n\n"
             "exit codes: 0 ok; 1 the cluster answered with an error; 2 usage error; 3 no host\n"
-            "could serve the request (or a write's outcome is unknown); 4 not found (404);\n"
-            "5 local failure (file, damaged snapshot).\n");
+            "could serve the request (all down, no leader, no quorum: 906/907/908, 502, 503;\n"
+            "or a write's outcome is unknown); 4 not found (404); 5 local failure (file,\n"
+            "damaged snapshot).\n");
 }
 
 static int help_for(const char *group, const char *sub)
