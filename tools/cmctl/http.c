@@ -10,7 +10,9 @@
  *   - a GET is answered 908 (read index failed).
  * A POST that fails after it was sent (timeout, connection reset) is not repeated: it may have
  * been executed, and repeating a /bid/alloc would waste ids. That ends with exit code 3 and a
- * message saying the outcome is unknown.
+ * message saying the outcome is unknown. A 502 is retried like the reference client does: the
+ * follower could not forward the write, which almost always means it never reached the leader
+ * (only a leader that fails after receiving it can make a write run twice).
  */
 #include <ctype.h>
 #include <curl/curl.h>

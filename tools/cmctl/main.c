@@ -1234,24 +1234,50 @@ static void usage_all(FILE *f)
             "damaged snapshot).\n");
 }
 
+static const char *group_summary(const char *group)
+{
+    for (size_t i = 0; i < sizeof group_help / sizeof group_help[0]; i++)
+        if (strcmp(group_help[i][0], group) == 0)
+            return group_help[i][1];
+    return "";
+}
+
+/* A manual page for one command group, or for one command of it. */
 static int help_for(const char *group, const char *sub)
 {
-    bool any = false;
-    for (size_t i = 0; i < N_COMMANDS; i++) {
+    const struct command *match[64];
+    size_t n = 0;
+    for (size_t i = 0; i < N_COMMANDS && n < 64; i++) {
         const struct command *cm = &commands[i];
-        if (strcmp(cm->group, group) != 0 || (sub && cm->sub && strcmp(cm->sub, sub) != 0))
-            continue;
-        if (!any)
-            printf("\n");
-        any = true;
-        printf("  cmctl %s\n      ", cm->usage);
-        print_wrapped(stdout, cm->help, 6, 6);
-        printf("\n");
+        if (strcmp(cm->group, group) == 0 && (!sub || !cm->sub || strcmp(cm->sub, sub) == 0))
+            match[n++] = cm;
     }
-    if (!any)
+    if (n == 0)
         return cmctl_fail(CMCTL_ERR_USAGE, "no command \"%s%s%s\" (see cmctl help)", group,
                           sub ? " " : "", sub ? sub : "");
-    printf("exit codes: 0 ok, 1 error answer, 2 usage, 3 unavailable, 4 not found, 5 local\n");
+    printf("NAME\n    cmctl %s%s%s - ", group, sub && match[0]->sub ? " " : "",
+           sub && match[0]->sub ? sub : "");
+    print_wrapped(stdout, n == 1 && match[0]->sub ? match[0]->help : group_summary(group), 8,
+                  (int)(strlen(group) + strlen(sub && match[0]->sub ? sub : "") + 15));
+    printf("\nSYNOPSIS\n");
+    for (size_t i = 0; i < n; i++)
+        printf("    cmctl [--host h1,h2,...] %s\n", match[i]->usage);
+    printf("\nDESCRIPTION\n");
+    for (size_t i = 0; i < n; i++) {
+        printf("    %s\n        ", match[i]->usage);
+        print_wrapped(stdout, match[i]->help, 8, 8);
+        if (i + 1 < n)
+            printf("\n");
+    }
+    printf("\nGLOBAL OPTIONS\n"
+           "    --host h1,h2,...  hosts tried in order (default $CMCTL_HOST, else "
+           "127.0.0.1:9998)\n"
+           "    --timeout ms      per-request timeout (default 15000)\n"
+           "    --verbose         print each request on stderr\n"
+           "\nEXIT STATUS\n"
+           "    0 success; 1 the cluster answered with an error; 2 usage error; 3 no host could\n"
+           "    serve the request (down, no leader, no quorum, or a write's outcome unknown);\n"
+           "    4 not found (404); 5 local failure (file, damaged snapshot).\n");
     return 0;
 }
 
