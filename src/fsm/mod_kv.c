@@ -243,7 +243,11 @@ struct json_object *cm_kv_list_json(struct cm_fsm *fsm, const char *prefix, size
     struct kv_node *last = NULL;
     char *b64 = NULL;
     size_t b64cap = 0;
+    size_t bytes = 0;
     for (size_t i = 0; nd && i < count && has_prefix(nd, prefix, plen); i++) {
+        if (i > 0 && bytes + nd->klen + nd->item->vlen > CM_KV_LIST_BYTES)
+            break;
+        bytes += nd->klen + nd->item->vlen;
         size_t need = cm_b64_enc_len(nd->item->vlen) + 1;
         if (need > b64cap) {
             b64cap = need;

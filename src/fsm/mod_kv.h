@@ -26,6 +26,9 @@ enum { CM_KV_OP_SET = 1, CM_KV_OP_DELETE = 2 };
 #define CM_KV_TOTAL_MAX (1ull << 30)
 #define CM_KV_LIST_DEFAULT 10
 #define CM_KV_LIST_MAX 1000
+/* A page also ends once its keys and values exceed this many bytes (at least one entry is
+ * returned), so a list of large values cannot build a response of gigabytes. */
+#define CM_KV_LIST_BYTES (4u << 20)
 
 /* Payloads. SET: string key, then the value as every remaining byte (so the HTTP parser can
  * base64-decode straight into the payload). DELETE: string key. */
@@ -38,7 +41,8 @@ bool cm_kv_key_valid(const char *key, size_t klen);
 /* The value of `key` (pointer into the store, valid until the next apply). */
 bool cm_kv_get(struct cm_fsm *fsm, const char *key, size_t klen, const char **val, size_t *vlen);
 /* {"kvs":[{"key","value"(base64)}...],"marker":"<last key returned when more follow, else ''>"}
- * of up to `count` keys that start with `prefix` and sort strictly after `marker`. */
+ * of up to `count` keys that start with `prefix` and sort strictly after `marker`, and no more
+ * than CM_KV_LIST_BYTES of them. */
 struct json_object *cm_kv_list_json(struct cm_fsm *fsm, const char *prefix, size_t plen,
                                     const char *marker, size_t mlen, size_t count);
 size_t cm_kv_count(struct cm_fsm *fsm);
