@@ -87,7 +87,7 @@ def test_dump_releases_everything_when_the_client_aborts(make_cluster):
         s.sendall(b"GET /snapshot/dump HTTP/1.1\r\nHost: x\r\n\r\n")
         s.close()
     time.sleep(1.5)
-    assert open_fds(c, node) <= fds + 1
+    assert open_fds(c, node) <= fds + 3  # fifteen leaked connections or files would show
     if not SAN:  # ASan keeps freed memory in quarantine; there LeakSanitizer checks at exit
         assert rss_mb(c, node) < rss + 120, "aborted dumps kept their memory"
     # a following dump works and is complete
