@@ -34,10 +34,10 @@ def main():
         for clients in [int(x) for x in args.clients.split(",")]:
             for name, node, script in (("bid/alloc via leader", lid, "bid_alloc.lua"),
                                        ("bid/alloc via follower", follower, "bid_alloc.lua"),
-                                       ("kv/set via leader", lid, "kv_set.lua"),
-                                       ("kv/set via follower", follower, "kv_set.lua"),
-                                       ("kv/get (linearizable) on leader", lid, "kv_get.lua"),
-                                       ("kv/get (linearizable) on follower", follower, "kv_get.lua")):
+                                       ("kv/set via leader", lid, "kv_set_unique.lua"),
+                                       ("kv/set via follower", follower, "kv_set_unique.lua"),
+                                       ("kv/get (linearizable) on leader", lid, "kv_get_one.lua"),
+                                       ("kv/get (linearizable) on follower", follower, "kv_get_one.lua")):
                 print(f"running {name} with {clients} client(s) for {args.duration}s...", flush=True)
                 r = wrk(f"http://{c.http(node)}", script, clients, args.duration)
                 rows.append((name, clients, r))
