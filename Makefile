@@ -43,7 +43,7 @@ $(BUILD)/clustermgr: $(MAIN_OBJ) $(BUILD)/libcm.a
 	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/cmctl: $(CMCTL_OBJ) $(BUILD)/libcm.a
-	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS) -lcrypto
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcm.a
 	@mkdir -p $(dir $@)

@@ -4,8 +4,8 @@
 set -eu
 
 PKGS="build-essential pkg-config libraft-dev libuv1-dev libmicrohttpd-dev libcurl4-openssl-dev \
-libjson-c-dev zlib1g-dev libbsd-dev libcmocka-dev python3 python3-pytest python3-requests curl \
-clang-format"
+libjson-c-dev zlib1g-dev libbsd-dev libssl-dev libcmocka-dev python3 python3-pytest \
+python3-requests curl clang-format"
 
 missing=""
 for p in $PKGS; do

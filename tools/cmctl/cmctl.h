@@ -45,6 +45,7 @@ struct cmctl {
     char **hosts;
     int n_hosts;
     long timeout_ms;
+    const char *secret; /* --secret: sign requests (BLOB-STORE-AUTH-TOKEN) */
     bool json;
     bool verbose;
 };

@@ -16,12 +16,15 @@
  */
 #include <ctype.h>
 #include <curl/curl.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
+#include "../../src/util/base64.h"
 #include "cmctl.h"
 
 int cmctl_fail(int code, const char *fmt, ...)
@@ -93,6 +96,46 @@ char *cmctl_escape(const char *s)
     return out;
 }
 
+/* BLOB-STORE-AUTH-TOKEN of spec §2.5: base64url (padded) of the Unix time (8 bytes, little
+ * endian) and MD5(decoded path || raw query || the same 8 bytes || secret). */
+static int auth_header(const char *target, const char *secret, char *out, size_t cap)
+{
+    size_t plen = strcspn(target, "?");
+    const char *query = target[plen] == '?' ? target + plen + 1 : "";
+    char *path = cm_malloc(plen + 1); /* the server signs the decoded path */
+    size_t n = 0;
+    for (size_t i = 0; i < plen; i++) {
+        if (target[i] == '%' && i + 2 < plen && isxdigit((unsigned char)target[i + 1]) &&
+            isxdigit((unsigned char)target[i + 2])) {
+            char x[3] = {target[i + 1], target[i + 2], 0};
+            path[n++] = (char)strtol(x, NULL, 16);
+            i += 2;
+        } else
+            path[n++] = target[i];
+    }
+    uint8_t raw[24];
+    uint64_t ts = (uint64_t)time(NULL);
+    for (int i = 0; i < 8; i++)
+        raw[i] = (uint8_t)(ts >> (8 * i));
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned int dlen = 0;
+    int ok = md && EVP_DigestInit_ex(md, EVP_md5(), NULL) == 1 &&
+             EVP_DigestUpdate(md, path, n) == 1 && EVP_DigestUpdate(md, query, strlen(query)) &&
+             EVP_DigestUpdate(md, raw, 8) == 1 && EVP_DigestUpdate(md, secret, strlen(secret)) &&
+             EVP_DigestFinal_ex(md, raw + 8, &dlen) == 1 && dlen == 16;
+    EVP_MD_CTX_free(md);
+    free(path);
+    if (!ok)
+        return -1;
+    char tok[33];
+    size_t tl = cm_b64_encode(raw, sizeof raw, tok);
+    tok[tl] = '\0';
+    for (char *p = tok; *p; p++)
+        *p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
+    snprintf(out, cap, "BLOB-STORE-AUTH-TOKEN: %s", tok);
+    return 0;
+}
+
 void cmctl_resp_free(struct cmctl_resp *r)
 {
     cm_buf_free(&r->body);
@@ -127,6 +170,16 @@ int cmctl_request(struct cmctl *c, const char *method, const char *path, const c
         snprintf(ct, sizeof ct, "Content-Type: %s", ctype ? ctype : "application/json");
         hdrs = curl_slist_append(hdrs, ct);
         hdrs = curl_slist_append(hdrs, "Expect:");
+        if (c->secret) {
+            char auth[128];
+            if (auth_header(path, c->secret, auth, sizeof auth) != 0) {
+                curl_slist_free_all(hdrs);
+                curl_easy_cleanup(e);
+                free(url);
+                return cmctl_fail(CMCTL_ERR_LOCAL, "cannot compute the auth token");
+            }
+            hdrs = curl_slist_append(hdrs, auth);
+        }
         curl_easy_setopt(e, CURLOPT_URL, url);
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
         curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);

@@ -23,9 +23,9 @@
 
 /* Options that take a value ("--name value" or "--name=value"); all others are flags. */
 static const char *const value_opts[] = {
-    "host", "timeout", "node-host", "cluster-id",  "node-id",   "peers",
-    "http", "prefix",  "marker",    "count",       "status",    "idc",
-    "rack", "file",    "value",     "host-filter", "timeout-s", NULL,
+    "host",   "timeout",     "node-host", "cluster-id", "node-id", "peers", "http",
+    "prefix", "marker",      "count",     "status",     "idc",     "rack",  "file",
+    "value",  "host-filter", "timeout-s", "secret",     NULL,
 };
 static const char *const flag_opts[] = {"json", "help",    "learner", "all",
                                         "init", "verbose", "base64",  NULL};
@@ -1227,6 +1227,8 @@ static void usage_all(FILE *f)
             "                    the leader (502) or is shutting down (503) is skipped. Default:\n"
             "                    $CMCTL_HOST, else 127.0.0.1:9998.\n"
             "  --timeout ms      per-request timeout (default 15000)\n"
+            "  --secret S        sign every request with the cluster's auth secret (spec 2.5;\n"
+            "                    default $CMCTL_SECRET); needed when auth is enabled\n"
             "  --verbose         print each request on stderr\n\n"
             "exit codes: 0 ok; 1 the cluster answered with an error; 2 usage error; 3 no host\n"
             "could serve the request (all down, no leader, no quorum: 906/907/908, 502, 503;\n"
@@ -1273,6 +1275,7 @@ static int help_for(const char *group, const char *sub)
            "    --host h1,h2,...  hosts tried in order (default $CMCTL_HOST, else "
            "127.0.0.1:9998)\n"
            "    --timeout ms      per-request timeout (default 15000)\n"
+           "    --secret S        sign requests with the auth secret (default $CMCTL_SECRET)\n"
            "    --verbose         print each request on stderr\n"
            "\nEXIT STATUS\n"
            "    0 success; 1 the cluster answered with an error; 2 usage error; 3 no host could\n"
@@ -1358,6 +1361,11 @@ int main(int argc, char **argv)
         if (t && (rc = parse_u64(t, "--timeout", 86400000, &ms)) == 0)
             c.timeout_ms = (long)ms;
         c.json = cmctl_flag(&c, "json");
+        c.secret = cmctl_opt(&c, "secret");
+        if (c.secret == NULL || c.secret[0] == '\0')
+            c.secret = getenv("CMCTL_SECRET");
+        if (c.secret && c.secret[0] == '\0')
+            c.secret = NULL;
         c.verbose = cmctl_flag(&c, "verbose");
     }
     if (rc == 0 && c.n_hosts == 0)
