@@ -1487,9 +1487,14 @@ static int fsm_snapshot(struct raft_fsm *f, struct raft_buffer *bufs[], unsigned
 {
     struct cm_node *n = f->data;
     uint64_t now = cm_mono_ms();
-    /* Keep snapshotting from eating the node when the state is large: wait at least twenty
-     * times as long as the previous snapshot took (and one second) before the next. */
-    uint64_t min_gap = n->last_snap_dur_ms * 20 > 1000 ? n->last_snap_dur_ms * 20 : 1000;
+    /* Canonical raft stops appending to its log while it stores a snapshot, so every snapshot
+     * is a latency spike for the writes in flight. Take one at most every
+     * snapshot_min_interval_ms (and never more often than twenty times its own duration, so a
+     * large state cannot keep the node busy snapshotting); the entry threshold still decides
+     * when one is due. */
+    uint64_t min_gap = n->cfg->snapshot_min_interval_ms;
+    if (n->last_snap_dur_ms * 20 > min_gap)
+        min_gap = n->last_snap_dur_ms * 20;
     if (n->last_snap_ms && now - n->last_snap_ms < min_gap)
         return RAFT_BUSY;
     if (n->snap_taken != NULL)
@@ -1704,9 +1709,7 @@ int cm_node_init(struct cm_node **out, struct cm_config *cfg, char *err, size_t 
         n->auth_transport = true;
         CM_INFO("node", "raft peers authenticate with the cluster's peer secret");
     } else {
-        rc = raft_uv_tcp_init(&n->transport, &n->loop);
-        if (rc == 0)
-            rc = raft_uv_tcp_set_bind_address(&n->transport, bind);
+        rc = cm_transport_init_plain(&n->transport, &n->loop, bind);
         CM_WARN("node",
                 "raft peer authentication is off (no auth.peer_secret): anyone who can "
                 "reach raft port %u can speak raft to this node",
@@ -1849,7 +1852,7 @@ static void on_raft_closed(struct raft *r)
     if (n->auth_transport)
         cm_transport_free(&n->transport);
     else
-        raft_uv_tcp_close(&n->transport);
+        cm_transport_free_plain(&n->transport);
     uv_walk(&n->loop, walk_close, NULL);
 }
 

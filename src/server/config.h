@@ -109,6 +109,7 @@ struct cm_config {
     unsigned propose_timeout_ms;
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
+    unsigned snapshot_min_interval_ms; /* at most one snapshot per interval */
     char node_protocol[16];
     struct cm_peer *nodes; /* raft id -> HTTP "ip:port" (raft_node_config.nodes) */
     size_t n_nodes;
