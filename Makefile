@@ -28,6 +28,8 @@ MAIN_OBJ := $(BUILD)/obj/src/server/main.o
 
 SIM_SRC := $(sort $(wildcard tools/blobnode-sim/*.c))
 SIM_OBJ := $(SIM_SRC:%.c=$(BUILD)/obj/%.o)
+CMCTL_SRC := $(sort $(wildcard tools/cmctl/*.c))
+CMCTL_OBJ := $(CMCTL_SRC:%.c=$(BUILD)/obj/%.o)
 
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -36,7 +38,7 @@ TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
 
 .PHONY: all clean test unit cluster tools test-san fmt fmt-check deps run
-all: $(BUILD)/clustermgr $(BUILD)/blobnode-sim
+all: $(BUILD)/clustermgr $(BUILD)/blobnode-sim $(BUILD)/cmctl
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -61,6 +63,9 @@ $(BUILD)/clustermgr: $(MAIN_OBJ) $(BUILD)/libcm.a
 $(BUILD)/blobnode-sim: $(SIM_OBJ) $(BUILD)/libcm.a
 	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/cmctl: $(CMCTL_OBJ) $(BUILD)/libcm.a
+	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS) -lcrypto
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(BUILD)/libcm.a $(LDLIBS) -lcmocka
@@ -74,7 +79,7 @@ tools: $(TOOL_BIN)
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-cluster: $(BUILD)/clustermgr $(BUILD)/blobnode-sim $(TOOL_BIN)
+cluster: $(BUILD)/clustermgr $(BUILD)/blobnode-sim $(BUILD)/cmctl $(TOOL_BIN)
 	CM_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q -x --basetemp=$(BUILD)/pytest-tmp tests/cluster $(PYTEST_ARGS)
 
 # The whole suite, as CI runs it: formatting, unit and cluster tests, then both again under
@@ -105,4 +110,4 @@ fmt-check:
 clean:
 	rm -rf build build-san
 
--include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(SIM_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(SIM_OBJ:.o=.d) $(CMCTL_OBJ:.o=.d)

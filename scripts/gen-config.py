@@ -57,6 +57,7 @@ def node_config(i, n, args):
     if args.snapshot_threshold:
         sc["snapshot_threshold"] = args.snapshot_threshold
         sc["snapshot_trailing"] = max(2, args.snapshot_threshold // 4)
+        sc["snapshot_min_interval_ms"] = 100  # tests that ask for snapshots want them soon
     if args.extra:
         merge(cfg, json.loads(args.extra))
     return cfg

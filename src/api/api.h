@@ -89,6 +89,28 @@ void h_chunk_set_compact(struct cm_job *j);
  * volume health of its units up to date, then answer the job (volume_jobs.c). */
 void cm_volume_disk_refresh(struct cm_job *j, uint32_t disk_id);
 
+/* service.c */
+int parse_service_register(struct cm_job *j);
+void h_service_register(struct cm_job *j);
+int parse_service_key(struct cm_job *j);
+void h_service_unregister(struct cm_job *j);
+void h_service_heartbeat(struct cm_job *j);
+int parse_service_name(struct cm_job *j);
+void h_service_get(struct cm_job *j);
+void h_service_list(struct cm_job *j);
+
+/* kv.c */
+int parse_kv_path_key(struct cm_job *j);
+int parse_kv_set(struct cm_job *j);
+void h_kv_set(struct cm_job *j);
+void h_kv_get(struct cm_job *j);
+void h_kv_delete(struct cm_job *j);
+int parse_kv_list(struct cm_job *j);
+void h_kv_list(struct cm_job *j);
+
+/* snapshot.c */
+void h_snapshot_dump(struct cm_job *j);
+
 /* stat.c */
 void h_stat(struct cm_job *j);
 void h_readindex(struct cm_job *j);

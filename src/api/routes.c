@@ -67,6 +67,27 @@ static const struct cm_route routes[] = {
     {"/chunk/set/compact", CM_POST, CM_R_WRITE, 0, parse_chunk_set_compact, h_chunk_set_compact,
      "chunk_set_compact"},
 
+    /* service registry */
+    {"/service/register", CM_POST, CM_R_WRITE, 0, parse_service_register, h_service_register,
+     "service_register"},
+    {"/service/unregister", CM_POST, CM_R_WRITE, 0, parse_service_key, h_service_unregister,
+     "service_unregister"},
+    {"/service/heartbeat", CM_POST, CM_R_WRITE, 0, parse_service_key, h_service_heartbeat,
+     "service_heartbeat"},
+    {"/service/get", CM_GET, CM_R_READ, 0, parse_service_name, h_service_get, "service_get"},
+    {"/service/list", CM_GET, CM_R_READ, 0, NULL, h_service_list, "service_list"},
+
+    /* kv store (decisions.md); values up to 1 MiB arrive base64-encoded */
+    {"/kv/get/", CM_GET, CM_R_READ | CM_R_PREFIX, 0, parse_kv_path_key, h_kv_get, "kv_get"},
+    {"/kv/set", CM_POST, CM_R_WRITE, 8u << 20, parse_kv_set, h_kv_set, "kv_set"},
+    {"/kv/set/", CM_POST, CM_R_WRITE | CM_R_PREFIX, 8u << 20, parse_kv_set, h_kv_set, "kv_set"},
+    {"/kv/delete/", CM_POST, CM_R_WRITE | CM_R_PREFIX | CM_R_QUERY_ARGS, 0, parse_kv_path_key,
+     h_kv_delete, "kv_delete"},
+    {"/kv/list", CM_GET, CM_R_READ, 0, parse_kv_list, h_kv_list, "kv_list"},
+
+    /* snapshot dump: this node's own state, never forwarded */
+    {"/snapshot/dump", CM_GET, CM_R_LOCAL, 0, NULL, h_snapshot_dump, "snapshot_dump"},
+
     /* node state */
     {"/stat", CM_GET, CM_R_LOCAL, 0, NULL, h_stat, "stat"},
     {"/livez", CM_GET, CM_R_INLINE | CM_R_NO_AUTH, 0, NULL, h_livez, "livez"},

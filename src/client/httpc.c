@@ -124,6 +124,8 @@ static void start_one(struct cm_httpc *c, struct cm_httpc_req *r)
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    /* forward the request target verbatim: no removal of (escaped) dot segments */
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
     /* never wait for "100 Continue" */
     cm_httpc_req_header(r, "Expect:");
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);

@@ -501,7 +501,7 @@ static struct pending *propose(struct cm_node *n, uint8_t module, uint8_t op,
         p->index = 0;
         return p; /* resolved as failed by the caller */
     }
-    if (n->bn == BATCH_MAX_ENTRIES || n->bbytes + rb.len > BATCH_MAX_BYTES) {
+    if (n->bn >= n->cfg->max_batch_entries || n->bbytes + rb.len > BATCH_MAX_BYTES) {
         /* flush what we have first; the check handler would do it at the end of the turn */
         flush_batch(n);
     }
@@ -755,7 +755,11 @@ static void start_read_barrier(struct cm_node *n)
     }
     n->stats.barriers++;
     n->rb_inflight = true;
-    cm_jlist_splice(&n->reads_inflight, &n->reads_next);
+    if (n->cfg->max_reads_per_barrier == 0)
+        cm_jlist_splice(&n->reads_inflight, &n->reads_next);
+    else
+        for (unsigned k = 0; k < n->cfg->max_reads_per_barrier && n->reads_next.head; k++)
+            cm_jlist_push(&n->reads_inflight, cm_jlist_pop(&n->reads_next));
 }
 
 static void release_applied(struct cm_node *n)
@@ -1487,9 +1491,14 @@ static int fsm_snapshot(struct raft_fsm *f, struct raft_buffer *bufs[], unsigned
 {
     struct cm_node *n = f->data;
     uint64_t now = cm_mono_ms();
-    /* Keep snapshotting from eating the node when the state is large: wait at least twenty
-     * times as long as the previous snapshot took (and one second) before the next. */
-    uint64_t min_gap = n->last_snap_dur_ms * 20 > 1000 ? n->last_snap_dur_ms * 20 : 1000;
+    /* Canonical raft stops appending to its log while it stores a snapshot, so every snapshot
+     * is a latency spike for the writes in flight. Take one at most every
+     * snapshot_min_interval_ms (and never more often than twenty times its own duration, so a
+     * large state cannot keep the node busy snapshotting); the entry threshold still decides
+     * when one is due. */
+    uint64_t min_gap = n->cfg->snapshot_min_interval_ms;
+    if (n->last_snap_dur_ms * 20 > min_gap)
+        min_gap = n->last_snap_dur_ms * 20;
     if (n->last_snap_ms && now - n->last_snap_ms < min_gap)
         return RAFT_BUSY;
     if (n->snap_taken != NULL)
@@ -1704,9 +1713,7 @@ int cm_node_init(struct cm_node **out, struct cm_config *cfg, char *err, size_t 
         n->auth_transport = true;
         CM_INFO("node", "raft peers authenticate with the cluster's peer secret");
     } else {
-        rc = raft_uv_tcp_init(&n->transport, &n->loop);
-        if (rc == 0)
-            rc = raft_uv_tcp_set_bind_address(&n->transport, bind);
+        rc = cm_transport_init_plain(&n->transport, &n->loop, bind);
         CM_WARN("node",
                 "raft peer authentication is off (no auth.peer_secret): anyone who can "
                 "reach raft port %u can speak raft to this node",
@@ -1849,7 +1856,7 @@ static void on_raft_closed(struct raft *r)
     if (n->auth_transport)
         cm_transport_free(&n->transport);
     else
-        raft_uv_tcp_close(&n->transport);
+        cm_transport_free_plain(&n->transport);
     uv_walk(&n->loop, walk_close, NULL);
 }
 

@@ -32,6 +32,11 @@ int cm_transport_init(struct raft_uv_transport *t, uv_loop_t *loop, const char *
                       const char *secret);
 void cm_transport_free(struct raft_uv_transport *t);
 
+/* Without a peer secret: canonical raft's own TCP transport (anyone may connect), wrapped only
+ * to set TCP_NODELAY on its streams. Release with cm_transport_free_plain. */
+int cm_transport_init_plain(struct raft_uv_transport *t, uv_loop_t *loop, const char *bind_addr);
+void cm_transport_free_plain(struct raft_uv_transport *t);
+
 /* Counters for tests and metrics. */
 struct cm_transport_stats {
     unsigned long accepted;

@@ -210,7 +210,7 @@ def test_dashboard_with_request_tokens(make_cluster, tmp_path):
     b = Browser(str(tmp_path))
     try:
         b.call("Page.navigate", url=c.url(lid, "/"))
-        b.wait("!document.getElementById('auth').hidden")
+        b.wait("document.getElementById('auth') && !document.getElementById('auth').hidden")
         assert b.eval("document.body.dataset.loaded") != "1"
         # the page computes exactly the token the clients compute
         for path, ts in (("/dashboard/data", 1700000000), ("/config/get?key=balance", 5)):

@@ -43,6 +43,9 @@ def test_port_in_use_is_reported(tmp_path):
     c = Cluster(nodes=1, workdir=str(tmp_path))
     host, port = c.http(1).split(":")
     s = socket.socket()
+    # SO_REUSEADDR: a connection of an earlier test in TIME_WAIT on this port must not matter,
+    # only the listener (the node checks the same way)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((host, int(port)))
     s.listen(1)
     try:
@@ -52,6 +55,7 @@ def test_port_in_use_is_reported(tmp_path):
         s.close()
     host, port = c.raft_addr(1).split(":")
     s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((host, int(port)))
     s.listen(1)
     try:

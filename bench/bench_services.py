@@ -1,0 +1,57 @@
+#!/usr/bin/python3
+"""/bid/alloc, /kv/set and /kv/get on a fresh local 3-node cluster, through the leader and
+through a follower (which forwards writes and asks the leader for a read index).
+
+usage: bench/bench_services.py [--duration 10] [--clients 64] [--build build]
+Prints a table and, per run, the wrk RESULT line.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "cluster"))
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_core import wrk  # noqa: E402
+from cmcluster import Cluster  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--clients", default="64")
+    ap.add_argument("--build", default=os.environ.get("CM_BUILD", "build"))
+    args = ap.parse_args()
+    binary = os.path.join(HERE, "..", args.build, "clustermgr")
+    c = Cluster(nodes=3, binary=binary, log_level="warn")
+    try:
+        c.start_all()
+        lid = c.wait_leader()
+        follower = next(i for i in (1, 2, 3) if i != lid)
+        assert c.post(lid, "/kv/set", {"key": "bench-read", "value": "QmVuY2htYXJr"}).status_code == 200
+        rows = []
+        for clients in [int(x) for x in args.clients.split(",")]:
+            for name, node, script in (("bid/alloc via leader", lid, "bid_alloc.lua"),
+                                       ("bid/alloc via follower", follower, "bid_alloc.lua"),
+                                       ("kv/set via leader", lid, "kv_set_unique.lua"),
+                                       ("kv/set via follower", follower, "kv_set_unique.lua"),
+                                       ("kv/get (linearizable) on leader", lid, "kv_get_one.lua"),
+                                       ("kv/get (linearizable) on follower", follower, "kv_get_one.lua")):
+                print(f"running {name} with {clients} client(s) for {args.duration}s...", flush=True)
+                r = wrk(f"http://{c.http(node)}", script, clients, args.duration)
+                rows.append((name, clients, r))
+                print(f"  ops/s {r['ops']:.0f}  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
+                      f"errors {int(r['errors'])}", flush=True)
+        print()
+        print("| workload | clients | ops/s | p50 ms | p99 ms | p99.9 ms | errors |")
+        print("|---|---|---|---|---|---|---|")
+        for name, clients, r in rows:
+            print(f"| {name} | {clients} | {r['ops']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                  f"{r['p999_ms']:.2f} | {int(r['errors'])} |")
+    finally:
+        c.shutdown()
+
+
+if __name__ == "__main__":
+    main()

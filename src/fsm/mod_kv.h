@@ -1,0 +1,52 @@
+/*
+ * KV module: the generic key/value store of decisions.md (/kv/get, /kv/set, /kv/delete,
+ * /kv/list).
+ *
+ * Keys are non-empty UTF-8 strings without NUL of at most CM_KV_KEY_MAX bytes; values are raw
+ * bytes (base64 only on the wire) of at most CM_KV_VALUE_MAX bytes. Keys are kept in a red-black
+ * tree (libbsd's <bsd/sys/tree.h>) in byte order, which serves get, prefix/marker scans and the
+ * canonical snapshot section alike.
+ *
+ * A key/value pair is one immutable, reference-counted item; a set replaces the tree node's item.
+ * Taking a snapshot therefore only collects item pointers in key order (cheap, on the loop);
+ * the encoding runs on another thread over items that can no longer change.
+ */
+#ifndef CM_MOD_KV_H
+#define CM_MOD_KV_H
+
+#include <json-c/json.h>
+
+#include "fsm.h"
+
+enum { CM_KV_OP_SET = 1, CM_KV_OP_DELETE = 2 };
+
+#define CM_KV_KEY_MAX 1024
+#define CM_KV_VALUE_MAX (1u << 20)
+/* Keys plus values the leader accepts before refusing new data (a guard, not an allocation). */
+#define CM_KV_TOTAL_MAX (1ull << 30)
+#define CM_KV_LIST_DEFAULT 10
+#define CM_KV_LIST_MAX 1000
+/* A page also ends once its keys and values exceed this many bytes (at least one entry is
+ * returned), so a list of large values cannot build a response of gigabytes. */
+#define CM_KV_LIST_BYTES (4u << 20)
+
+/* Payloads. SET: string key, then the value as every remaining byte (so the HTTP parser can
+ * base64-decode straight into the payload). DELETE: string key. */
+void cm_kv_enc_set(struct cm_buf *b, const void *key, size_t klen, const void *val, size_t vlen);
+void cm_kv_enc_delete(struct cm_buf *b, const void *key, size_t klen);
+
+/* True when `key` is acceptable: 1..CM_KV_KEY_MAX bytes of valid UTF-8 without NUL. */
+bool cm_kv_key_valid(const char *key, size_t klen);
+
+/* The value of `key` (pointer into the store, valid until the next apply). */
+bool cm_kv_get(struct cm_fsm *fsm, const char *key, size_t klen, const char **val, size_t *vlen);
+/* {"kvs":[{"key","value"(base64)}...],"marker":"<last key returned when more follow, else ''>"}
+ * of up to `count` keys that start with `prefix` and sort strictly after `marker`, and no more
+ * than CM_KV_LIST_BYTES of them. */
+struct json_object *cm_kv_list_json(struct cm_fsm *fsm, const char *prefix, size_t plen,
+                                    const char *marker, size_t mlen, size_t count);
+size_t cm_kv_count(struct cm_fsm *fsm);
+/* Sum of key and value bytes stored. */
+uint64_t cm_kv_bytes(struct cm_fsm *fsm);
+
+#endif
