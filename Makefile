@@ -37,7 +37,7 @@ TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
 
 
-.PHONY: all clean test unit cluster tools test-san fmt fmt-check deps run
+.PHONY: all clean test unit cluster tools bench-tools test-san fmt fmt-check deps run
 all: $(BUILD)/clustermgr $(BUILD)/blobnode-sim $(BUILD)/cmctl
 
 $(BUILD)/obj/%.o: %.c
@@ -61,6 +61,11 @@ $(BUILD)/clustermgr: $(MAIN_OBJ) $(BUILD)/libcm.a
 
 # the simulated blobnode fleet (tools/blobnode-sim)
 $(BUILD)/blobnode-sim: $(SIM_OBJ) $(BUILD)/libcm.a
+	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
+
+# bench/volgen: builds large volume states for the benchmarks (not part of `all`)
+bench-tools: $(BUILD)/volgen
+$(BUILD)/volgen: $(BUILD)/obj/bench/volgen.o $(BUILD)/libcm.a
 	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/cmctl: $(CMCTL_OBJ) $(BUILD)/libcm.a

@@ -644,6 +644,12 @@ static uint32_t token_vid(const char *tok, const char **host_end)
     return (uint32_t)v;
 }
 
+static int cmp_lease(const void *a, const void *b)
+{
+    uint32_t x = ((const struct cm_vol_lease *)a)->vid, y = ((const struct cm_vol_lease *)b)->vid;
+    return x < y ? -1 : x > y;
+}
+
 void h_volume_retain(struct cm_job *j)
 {
     struct vol_args *a = j->args;
@@ -652,7 +658,6 @@ void h_volume_retain(struct cm_job *j)
     const struct cm_config *cfg = cm_node_cfg(n);
     int64_t now = cm_now_ns();
     struct cm_vol_lease *l = cm_malloc((a->n_tokens + 1) * sizeof *l);
-    uint32_t *seen = cm_malloc((a->n_tokens + 1) * sizeof *seen);
     size_t nl = 0;
     uint64_t bad = 0;
     size_t hl = strlen(j->client_ip);
@@ -666,17 +671,19 @@ void h_volume_retain(struct cm_job *j)
             bad++; /* undecodable, someone else's, unknown or not the volume's token */
             continue;
         }
-        bool dup = false;
-        for (size_t k = 0; k < nl && !dup; k++)
-            dup = seen[k] == vid;
         /* full, unhealthy, not active or lapsed: dropped, not counted */
-        if (dup || !cm_volume_retainable(fsm, vid, j->client_ip, cfg->retain_threshold, now))
+        if (!cm_volume_retainable(fsm, vid, j->client_ip, cfg->retain_threshold, now))
             continue;
-        seen[nl] = vid;
         l[nl++] = (struct cm_vol_lease){vid, j->client_ip};
     }
     cm_volume_note_retain(n, bad);
-    free(seen);
+    /* a token sent twice is renewed (and answered) once */
+    qsort(l, nl, sizeof *l, cmp_lease);
+    size_t k = 0;
+    for (size_t i = 0; i < nl; i++)
+        if (k == 0 || l[k - 1].vid != l[i].vid)
+            l[k++] = l[i];
+    nl = k;
     if (nl == 0) {
         free(l);
         struct json_object *o = json_object_new_object();

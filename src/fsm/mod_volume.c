@@ -1137,11 +1137,7 @@ static int apply_alloc(struct vstate *st, const struct cm_cmd *cmd, struct cm_de
             r->status != CM_VOL_IDLE || r->free <= freeze ||
             st->der[vid].health < min_health(r->code_mode))
             continue;
-        bool dup = false;
-        for (size_t k = 0; k < g->n; k++)
-            dup |= g->vids[k] == vid;
-        if (dup)
-            continue;
+        /* a vid listed twice: its second time finds it active already */
         if (tok == 0)
             tok = intern(st, host);
         unacc(st, vid);
