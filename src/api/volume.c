@@ -977,24 +977,36 @@ static void update_stat_done(struct cm_node *n, uint64_t owner, uint64_t tag,
     cm_job_propose(j, CM_MOD_VOLUME, CM_VOL_OP_UPDATE_UNIT, &b, NULL);
 }
 
+/* The created volume and unit index a vuid names; answers 904 (no such volume) or 400 (no such
+ * unit: the reference crashed here) and returns false when either is missing. */
+static bool vuid_unit(struct cm_job *j, uint64_t vuid, const char *field, struct cm_vol *v,
+                      unsigned *index)
+{
+    uint32_t vid = cm_vuid_vid(vuid);
+    *index = cm_vuid_index(vuid);
+    if (!created(cm_node_fsm(j->node), vid, v)) {
+        cm_reply_code(j, CM_ERR_VOLUME_NOT_EXIST);
+        return false;
+    }
+    if (*index >= v->n_units) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "Illegal Arguments: %s has unit index %u, volume %u has %u",
+                 field, *index, vid, v->n_units);
+        cm_reply_error(j, 400, msg, NULL);
+        return false;
+    }
+    return true;
+}
+
 void h_volume_update(struct cm_job *j)
 {
     struct vol_args *a = j->args;
     struct cm_fsm *fsm = cm_node_fsm(j->node);
     struct cm_vol v;
     uint32_t vid = cm_vuid_vid(a->old_vuid);
-    unsigned index = cm_vuid_index(a->old_vuid);
-    if (!created(fsm, vid, &v)) {
-        cm_reply_code(j, CM_ERR_VOLUME_NOT_EXIST);
+    unsigned index;
+    if (!vuid_unit(j, a->old_vuid, "old_vuid", &v, &index))
         return;
-    }
-    if (index >= v.n_units) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "Illegal Arguments: old_vuid has unit index %u, volume %u has %u",
-                 index, vid, v.n_units);
-        cm_reply_error(j, 400, msg, NULL);
-        return;
-    }
     struct cm_vunit u;
     cm_volume_unit(fsm, vid, index, &u);
     uint64_t next = cm_vuid_make(vid, index, u.next_epoch);
@@ -1096,19 +1108,9 @@ void h_admin_update_unit(struct cm_job *j)
     struct vol_args *a = j->args;
     struct cm_fsm *fsm = cm_node_fsm(j->node);
     struct cm_vol v;
-    uint32_t vid = cm_vuid_vid(a->vuid);
-    unsigned index = cm_vuid_index(a->vuid);
-    if (!created(fsm, vid, &v)) {
-        cm_reply_code(j, CM_ERR_VOLUME_NOT_EXIST);
+    unsigned index;
+    if (!vuid_unit(j, a->vuid, "vuid", &v, &index))
         return;
-    }
-    if (index >= v.n_units) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "Illegal Arguments: vuid has unit index %u, volume %u has %u",
-                 index, vid, v.n_units);
-        cm_reply_error(j, 400, msg, NULL);
-        return;
-    }
     if (a->epoch < 1 || a->epoch > CM_EPOCH_MAX || a->next_epoch < 1 ||
         a->next_epoch > CM_EPOCH_MAX) {
         reply_500(j, "args not valid");
