@@ -261,6 +261,23 @@ class Cluster:
             time.sleep(0.05)
         raise TimeoutError("no leader: " + "; ".join(f"{i}: {self.log_tail(i, 5)}" for i in self.alive()))
 
+    def transfer(self, to, via=None, timeout=20, among=None):
+        """Move leadership to `to` through node `via` (default: the leader) and wait until it
+        leads. The route answers before the transfer happens and raft may give one up (e.g. when
+        the target was still catching up), so ask again until it took effect, as an operator
+        would."""
+        end = time.time() + timeout
+        while time.time() < end:
+            r = self.post(via or self.wait_leader(among=among), "/leadership/transfer",
+                          {"peer_id": to}, timeout=5)
+            assert r.status_code == 200, r.text
+            step = time.time() + 3
+            while time.time() < min(step, end):
+                if self.leader(among) == to:
+                    return self.wait_leader(among=among)
+                time.sleep(0.05)
+        raise TimeoutError(f"leadership did not move to {to}")
+
     def wait_applied(self, index, nodes=None, timeout=20):
         end = time.time() + timeout
         for i in nodes or self.alive():

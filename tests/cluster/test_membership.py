@@ -51,9 +51,7 @@ def test_learner_add_promote_remove(make_cluster):
     assert c.post(lid, "/member/promote", {"peer_id": 77}).status_code == 400
 
     # leadership can move to the new voter, and it knows everyone's HTTP address
-    r = c.post(lid, "/leadership/transfer", {"peer_id": 4})
-    assert r.status_code == 200
-    wait_for(lambda: c.leader() == 4, what="leader 4")
+    c.transfer(4)
     assert c.stat(1)["leader_host"] == c.http(4)
     assert c.post(1, "/config/set", {"key": "lead4", "value": "x"}).status_code == 200
     assert c.get(2, "/config/get?key=lead4").json() == "x"
@@ -61,8 +59,7 @@ def test_learner_add_promote_remove(make_cluster):
     # the leader cannot be removed; move leadership away, then remove node 4
     r = c.post(1, "/member/remove", {"peer_id": 4})
     assert (r.status_code, r.json()) == (400, {"error": "Request Not Allow"})
-    assert c.post(4, "/leadership/transfer", {"peer_id": 1}).status_code == 200
-    wait_for(lambda: c.leader((1, 2, 3)) == 1, what="leader 1")
+    c.transfer(1, via=4, among=(1, 2, 3))
     r = c.post(2, "/member/remove", {"peer_id": 4})
     assert r.status_code == 200, r.text
     assert set(peers_of(c, 1)) == {1, 2, 3}
@@ -100,12 +97,9 @@ def test_leadership_transfer_round_trip(cluster3):
     lid = c.wait_leader()
     target = next(i for i in (1, 2, 3) if i != lid)
     t0 = time.time()
-    assert c.post(lid, "/leadership/transfer", {"peer_id": target}).status_code == 200
-    wait_for(lambda: c.leader() == target, what="transfer")
+    c.transfer(target)
     assert time.time() - t0 < 5
     # back, through a follower (forwarded to the leader)
     other = next(i for i in (1, 2, 3) if i != target)
-    assert c.post(other, "/leadership/transfer", {"peer_id": lid}).status_code == 200
-    wait_for(lambda: c.leader() == lid, what="transfer back")
-    c.wait_leader()
+    c.transfer(lid, via=other)
     assert c.post(target, "/config/set", {"key": "after_transfer", "value": "1"}).status_code == 200
