@@ -40,10 +40,21 @@ def port_free(port):
         s.close()
 
 
+def ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError):
+        return 32768
+
+
 def pick_ports(count):
-    """A base port such that base..base+count-1 and base+1000.. are free."""
+    """A base port such that base..base+count-1 and base+1000.. are free. Every port stays below
+    the kernel's ephemeral range: a node restarted after kill -9 must find its port again, and an
+    unrelated outgoing connection may take any ephemeral port while the node is down."""
+    top = min(ephemeral_low(), 65536) - 1000 - count - 1
     for _ in range(200):
-        base = random.randrange(20000, 45000, 10)
+        base = random.randrange(11000, max(11010, top), 10)
         if all(port_free(base + i) and port_free(base + 1000 + i) for i in range(count)):
             return base
     raise RuntimeError("no free port range found")
