@@ -35,9 +35,11 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
+# storage fault injection for chaos runs, preloaded into a node (never sanitized itself)
+FAULTIO := $(BUILD)/tests/libfaultio.so
 
 
-.PHONY: all clean test unit cluster tools test-san fmt fmt-check deps run
+.PHONY: all clean test unit cluster tools test-san fmt fmt-check deps run chaos
 all: $(BUILD)/clustermgr $(BUILD)/blobnode-sim $(BUILD)/cmctl
 
 $(BUILD)/obj/%.o: %.c
@@ -74,13 +76,26 @@ $(BUILD)/tests/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(LDLIBS)
 
-tools: $(TOOL_BIN)
+$(FAULTIO): tests/chaos/faultio.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -shared -fPIC -o $@ $< -ldl
+
+tools: $(TOOL_BIN) $(FAULTIO)
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-cluster: $(BUILD)/clustermgr $(BUILD)/blobnode-sim $(BUILD)/cmctl $(TOOL_BIN)
-	CM_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q -x --basetemp=$(BUILD)/pytest-tmp tests/cluster $(PYTEST_ARGS)
+cluster: $(BUILD)/clustermgr $(BUILD)/blobnode-sim $(BUILD)/cmctl $(TOOL_BIN) $(FAULTIO)
+	CM_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q -x --basetemp=$(BUILD)/pytest-tmp tests/cluster tests/chaos $(PYTEST_ARGS)
+
+# A chaos campaign (tests/chaos/README.md): `make chaos SEED=7 DURATION=1800 NODES=5`; the report
+# goes to $(BUILD)/chaos/report-<seed>.md (and .json). SAN=1 runs the sanitizer build.
+SEED ?= 1
+DURATION ?= 600
+NODES ?= 5
+chaos: $(BUILD)/clustermgr $(FAULTIO)
+	CM_BUILD=$(BUILD) /usr/bin/python3 tests/chaos/chaos.py --seed $(SEED) --duration $(DURATION) \
+		--nodes $(NODES) --report $(BUILD)/chaos/report-$(SEED).md $(CHAOS_ARGS)
 
 # The whole suite, as CI runs it: formatting, unit and cluster tests, then both again under
 # ASan+UBSan.
