@@ -607,9 +607,10 @@ static void on_applied(void *arg, const struct cm_cmd *cmd, struct cm_result *re
     }
     while (n->heap_n && n->heap[0]->index <= index) {
         struct pending *p = heap_pop(n);
-        if (!p->resolved)
-            resolve(n, p, CM_PROPOSE_LOST, NULL);
-        free(p);
+        if (p->resolved)
+            free(p);
+        else
+            resolve(n, p, CM_PROPOSE_LOST, NULL); /* frees it: it left the heap */
     }
 }
 
