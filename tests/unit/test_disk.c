@@ -3,6 +3,7 @@
 #include "testutil.h"
 
 #include <json-c/json.h>
+#include <zlib.h>
 
 #include "../../src/fsm/fsm.h"
 #include "../../src/fsm/mod_disk.h"
@@ -684,6 +685,43 @@ static void test_garbage_payloads(void **state)
     cm_fsm_free(fsm);
 }
 
+/* Found by fuzzing snapshot restore: a record with a disk id near 2^32 made the dense table
+ * grow to 2^32 entries (an allocation of 32 GiB, and an abort). Such ids are refused, by a
+ * snapshot load and by an add. */
+static void test_disk_id_bound(void **state)
+{
+    (void)state;
+    struct cm_fsm *fsm = new_fsm(&cfg);
+    struct cm_buf b = {0};
+    cm_put_str(&b, "diskid");
+    cm_put_u64(&b, UINT32_MAX);
+    assert_int_equal(apply_at(fsm, CM_MOD_SCOPE, CM_SCOPE_OP_ALLOC, &b, T0), 0);
+    assert_int_equal(add(fsm, UINT32_MAX - 1, "h", "/big", GIB), CM_ERR_ILLEGAL_ARGUMENTS);
+    assert_int_equal(add(fsm, CM_DISK_ID_MAX + 1, "h", "/big", GIB), CM_ERR_ILLEGAL_ARGUMENTS);
+    assert_int_equal(add(fsm, CM_DISK_ID_MAX, "h", "/max", GIB), 0);
+    assert_int_equal(cm_disk_count(fsm), 1);
+    check(fsm);
+    /* a snapshot record beyond the bound is refused and the state kept */
+    struct cm_buf snap = {0};
+    cm_fsm_snapshot(fsm, &snap);
+    struct cm_fsm *other = new_fsm(&cfg);
+    char err[256];
+    assert_int_equal(cm_fsm_restore(other, snap.data, snap.len, err, sizeof err), 0);
+    assert_int_equal(cm_disk_count(other), 1);
+    uint8_t *p = memmem(snap.data, snap.len, "\x01\x00\x00\x00\x00\x00\x00\x01", 8);
+    assert_non_null(p); /* the disk record: u32 id 2^24, u32 cluster id 1 */
+    cm_wbe32(p, UINT32_MAX - 1);
+    cm_wbe32((uint8_t *)snap.data + snap.len - 4,
+             (uint32_t)crc32(0L, (const Bytef *)snap.data, (uInt)(snap.len - 4)));
+    assert_int_equal(cm_fsm_restore(other, snap.data, snap.len, err, sizeof err), -1);
+    assert_non_null(strstr(err, "disk record 0"));
+    assert_int_equal(cm_disk_count(other), 1);
+    assert_true(cm_disk_get(other, CM_DISK_ID_MAX, NULL));
+    cm_buf_free(&snap);
+    cm_fsm_free(other);
+    cm_fsm_free(fsm);
+}
+
 /* ---- space_stat ---- */
 
 static void test_space_stat_exact(void **state)
@@ -1091,6 +1129,7 @@ int main(void)
         cmocka_unit_test(test_list_order_and_paging),
         cmocka_unit_test(test_snapshot_roundtrip),
         cmocka_unit_test(test_garbage_payloads),
+        cmocka_unit_test(test_disk_id_bound),
         cmocka_unit_test(test_space_stat_exact),
         cmocka_unit_test(test_placement_distribution),
         cmocka_unit_test(test_placement_constraints),
