@@ -50,8 +50,8 @@ REPLAY_BIN := $(FUZZ_NAMES:%=$(BUILD)/tests/replay_%)
 FUZZ_BIN := $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
 
 
-.PHONY: all clean test unit cluster tools test-san fmt fmt-check deps run chaos fuzz fuzz-ci \
-	fuzz-run
+.PHONY: all clean test unit cluster tools bench-tools test-san fmt fmt-check deps run chaos fuzz \
+	fuzz-ci fuzz-run
 all: $(BUILD)/clustermgr $(BUILD)/blobnode-sim $(BUILD)/cmctl
 
 $(BUILD)/obj/%.o: %.c
@@ -75,6 +75,11 @@ $(BUILD)/clustermgr: $(MAIN_OBJ) $(BUILD)/libcm.a
 
 # the simulated blobnode fleet (tools/blobnode-sim)
 $(BUILD)/blobnode-sim: $(SIM_OBJ) $(BUILD)/libcm.a
+	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
+
+# bench/volgen: builds large volume states for the benchmarks (not part of `all`)
+bench-tools: $(BUILD)/volgen
+$(BUILD)/volgen: $(BUILD)/obj/bench/volgen.o $(BUILD)/libcm.a
 	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/cmctl: $(CMCTL_OBJ) $(BUILD)/libcm.a

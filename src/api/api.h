@@ -54,6 +54,41 @@ void h_disk_access(struct cm_job *j);
 int parse_admin_disk_update(struct cm_job *j);
 void h_admin_disk_update(struct cm_job *j);
 
+/* volume.c */
+int parse_volume_vid_query(struct cm_job *j);
+void h_volume_get(struct cm_job *j);
+int parse_volume_list(struct cm_job *j);
+void h_volume_list(struct cm_job *j);
+int parse_v2_volume_list(struct cm_job *j);
+void h_v2_volume_list(struct cm_job *j);
+int parse_volume_alloc(struct cm_job *j);
+void h_volume_alloc(struct cm_job *j);
+int parse_volume_retain(struct cm_job *j);
+void h_volume_retain(struct cm_job *j);
+int parse_volume_vid_body(struct cm_job *j);
+void h_volume_lock(struct cm_job *j);
+void h_volume_unlock(struct cm_job *j);
+int parse_volume_update(struct cm_job *j);
+void h_volume_update(struct cm_job *j);
+int parse_volume_allocated_list(struct cm_job *j);
+void h_volume_allocated_list(struct cm_job *j);
+int parse_admin_update_volume(struct cm_job *j);
+void h_admin_update_volume(struct cm_job *j);
+int parse_admin_update_unit(struct cm_job *j);
+void h_admin_update_unit(struct cm_job *j);
+int parse_volume_unit_body(struct cm_job *j);
+void h_volume_unit_alloc(struct cm_job *j);
+void h_volume_unit_release(struct cm_job *j);
+int parse_volume_unit_list(struct cm_job *j);
+void h_volume_unit_list(struct cm_job *j);
+int parse_chunk_report(struct cm_job *j);
+void h_chunk_report(struct cm_job *j);
+int parse_chunk_set_compact(struct cm_job *j);
+void h_chunk_set_compact(struct cm_job *j);
+/* After a disk's status, readonly flag or dropping flag changed (src/api/disk.c): bring the
+ * volume health of its units up to date, then answer the job (volume_jobs.c). */
+void cm_volume_disk_refresh(struct cm_job *j, uint32_t disk_id);
+
 /* service.c */
 int parse_service_register(struct cm_job *j);
 void h_service_register(struct cm_job *j);

@@ -379,6 +379,21 @@ void h_disk_list(struct cm_job *j)
     cm_reply_json(j, disks_json(fsm, ids, n, n ? ids[n - 1] : 0, false));
 }
 
+/* A disk command that can change the disk's writability applied: the volumes with a unit on it
+ * get their health recomputed before the answer (the reference's VolumeMgr op 8). */
+static void disk_changed(struct cm_job *j, int status, struct cm_result *res)
+{
+    if (status != CM_APPLIED) {
+        cm_reply_code(j, CM_ERR_RAFT_PROPOSE);
+        return;
+    }
+    if (res->code) {
+        cm_reply_code(j, res->code);
+        return;
+    }
+    cm_volume_disk_refresh(j, ((struct disk_args *)j->args)->disk_id);
+}
+
 void h_disk_set(struct cm_job *j)
 {
     struct disk_args *a = j->args;
@@ -395,11 +410,9 @@ void h_disk_set(struct cm_job *j)
         cm_reply_code(j, CM_ERR_CHANGE_DISK_STATUS_NOT_ALLOW);
         return;
     }
-    /* The reference then asks the volume module to recompute the health of the volumes with a
-     * unit on a broken disk (VolumeMgr op 8); that belongs here once volumes exist. */
     struct cm_buf b = {0};
     cm_disk_enc_set_status(&b, a->disk_id, a->status);
-    cm_job_propose(j, CM_MOD_DISK, CM_DISK_OP_SET_STATUS, &b, NULL);
+    cm_job_propose(j, CM_MOD_DISK, CM_DISK_OP_SET_STATUS, &b, disk_changed);
 }
 
 static void heartbeat_applied(struct cm_job *j, int status, struct cm_result *res)
@@ -475,7 +488,7 @@ void h_disk_drop(struct cm_job *j)
     }
     struct cm_buf b = {0};
     cm_disk_enc_id(&b, a->disk_id);
-    cm_job_propose(j, CM_MOD_DISK, CM_DISK_OP_DROP, &b, NULL);
+    cm_job_propose(j, CM_MOD_DISK, CM_DISK_OP_DROP, &b, disk_changed);
 }
 
 void h_disk_dropped(struct cm_job *j)
@@ -501,7 +514,7 @@ void h_disk_dropped(struct cm_job *j)
     }
     struct cm_buf b = {0};
     cm_disk_enc_id(&b, a->disk_id);
-    cm_job_propose(j, CM_MOD_DISK, CM_DISK_OP_DROPPED, &b, NULL);
+    cm_job_propose(j, CM_MOD_DISK, CM_DISK_OP_DROPPED, &b, disk_changed);
 }
 
 void h_disk_droppinglist(struct cm_job *j)
@@ -525,10 +538,9 @@ void h_disk_access(struct cm_job *j)
         cm_reply_empty(j);
         return;
     }
-    /* As for /disk/set: the volume health refresh of the reference belongs here later. */
     struct cm_buf b = {0};
     cm_disk_enc_access(&b, a->disk_id, a->readonly);
-    cm_job_propose(j, CM_MOD_DISK, CM_DISK_OP_ACCESS, &b, NULL);
+    cm_job_propose(j, CM_MOD_DISK, CM_DISK_OP_ACCESS, &b, disk_changed);
 }
 
 void h_admin_disk_update(struct cm_job *j)
@@ -552,5 +564,5 @@ void h_admin_disk_update(struct cm_job *j)
     }
     struct cm_buf b = {0};
     cm_disk_enc_admin_update(&b, a->disk_id, to, a->info.max_chunk_cnt, a->info.free_chunk_cnt);
-    cm_job_propose(j, CM_MOD_DISK, CM_DISK_OP_ADMIN_UPDATE, &b, NULL);
+    cm_job_propose(j, CM_MOD_DISK, CM_DISK_OP_ADMIN_UPDATE, &b, disk_changed);
 }

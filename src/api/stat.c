@@ -12,16 +12,7 @@ struct json_object *cm_space_stat(struct cm_node *n)
     return cm_disk_space_stat(cm_node_fsm(n), cm_now_ns());
 }
 
-struct json_object *cm_volume_stat(struct cm_node *n)
-{
-    (void)n;
-    struct json_object *o = json_object_new_object();
-    static const char *const fields[] = {"total_volume",  "idle_volume", "can_alloc_volume",
-                                         "active_volume", "lock_volume", "unlocking_volume"};
-    for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
-        json_object_object_add(o, fields[f], json_object_new_int64(0));
-    return o;
-}
+/* cm_volume_stat (volume_stat): src/api/volume.c */
 
 void h_stat(struct cm_job *j)
 {

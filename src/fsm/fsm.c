@@ -16,6 +16,7 @@ extern const struct cm_module cm_mod_config;
 extern const struct cm_module cm_mod_scope;
 extern const struct cm_module cm_mod_disk;
 extern const struct cm_module cm_mod_service;
+extern const struct cm_module cm_mod_volume;
 extern const struct cm_module cm_mod_kv;
 
 /* Indexed by module id; NULL slots are ids not in use. One per line, for merges. */
@@ -26,6 +27,7 @@ static const struct cm_module *const modules[CM_MOD_MAX] = {
     [CM_MOD_SCOPE] = &cm_mod_scope,
     [CM_MOD_DISK] = &cm_mod_disk,
     [CM_MOD_SERVICE] = &cm_mod_service,
+    [CM_MOD_VOLUME] = &cm_mod_volume,
     [CM_MOD_KV] = &cm_mod_kv,
 };
 /* clang-format on */

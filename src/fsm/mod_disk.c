@@ -1670,13 +1670,6 @@ int cm_disk_place(struct cm_fsm *fsm, const char *idc, unsigned count, const uin
     return rc;
 }
 
-/* Default until the volume module exists: no units anywhere. */
-__attribute__((weak)) size_t cm_volume_units_on_disk(struct cm_fsm *fsm, uint32_t disk_id)
-{
-    (void)fsm, (void)disk_id;
-    return 0;
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* self-check (tests): recompute every derived aggregate from the disks and compare            */
 

@@ -172,8 +172,8 @@ uint64_t cm_disk_rand(uint64_t *state);
 
 /* ---- hooks implemented by the volume module ----
  *
- * Number of volume units recorded on `disk_id` (the /disk/dropped check, error 930). The volume
- * module provides the real definition; until it exists this weak default says "none".
+ * Number of volume units recorded on `disk_id` (the /disk/dropped check, error 930), pending
+ * ones included; defined in mod_volume.c.
  */
 size_t cm_volume_units_on_disk(struct cm_fsm *fsm, uint32_t disk_id);
 

@@ -47,6 +47,13 @@ uint64_t cm_scope_reserve(struct cm_fsm *fsm, const char *name, uint64_t count,
     return sc->reserved;
 }
 
+void cm_scope_raise(struct cm_fsm *fsm, const char *name, uint64_t value)
+{
+    struct scope *sc = find(fsm->mods[CM_MOD_SCOPE], name, true);
+    if (sc && value > sc->current)
+        sc->current = value;
+}
+
 uint64_t cm_scope_current(struct cm_fsm *fsm, const char *name)
 {
     struct scope *sc = find(fsm->mods[CM_MOD_SCOPE], name, false);

@@ -21,6 +21,9 @@ enum { CM_SCOPE_OP_ALLOC = 1 };
  * [upper-count+1, upper]) and writes the payload to propose. */
 uint64_t cm_scope_reserve(struct cm_fsm *fsm, const char *name, uint64_t count,
                           struct cm_buf *payload);
+/* Apply side of another module: raise the applied counter to `value` (never lowers it). Used by
+ * commands that take an id and record it in one entry (a volume's vid). */
+void cm_scope_raise(struct cm_fsm *fsm, const char *name, uint64_t value);
 /* The applied counter (0 when never used). */
 uint64_t cm_scope_current(struct cm_fsm *fsm, const char *name);
 

@@ -510,7 +510,7 @@ static struct pending *propose(struct cm_node *n, uint8_t module, uint8_t op,
         p->index = 0;
         return p; /* resolved as failed by the caller */
     }
-    if (n->bn == BATCH_MAX_ENTRIES || n->bbytes + rb.len > BATCH_MAX_BYTES) {
+    if (n->bn >= n->cfg->max_batch_entries || n->bbytes + rb.len > BATCH_MAX_BYTES) {
         /* flush what we have first; the check handler would do it at the end of the turn */
         flush_batch(n);
     }
@@ -765,7 +765,11 @@ static void start_read_barrier(struct cm_node *n)
     }
     n->stats.barriers++;
     n->rb_inflight = true;
-    cm_jlist_splice(&n->reads_inflight, &n->reads_next);
+    if (n->cfg->max_reads_per_barrier == 0)
+        cm_jlist_splice(&n->reads_inflight, &n->reads_next);
+    else
+        for (unsigned k = 0; k < n->cfg->max_reads_per_barrier && n->reads_next.head; k++)
+            cm_jlist_push(&n->reads_inflight, cm_jlist_pop(&n->reads_next));
 }
 
 static void release_applied(struct cm_node *n)

@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "../util/base64.h"
 #include "../util/crypto.h"
 
 static void digest(const char *path, const char *query, const uint8_t ts[8], const char *secret,
@@ -25,7 +26,7 @@ void cm_auth_token(const char *path, const char *raw_query, int64_t ts, const ch
     uint8_t raw[24];
     put_le64(raw, (uint64_t)ts);
     digest(path, raw_query, raw, secret, raw + 8);
-    cm_base64url_encode(raw, sizeof raw, out);
+    cm_b64url_encode(raw, sizeof raw, out);
 }
 
 int cm_auth_verify(const char *token, const char *path, const char *raw_query, const char *secret,
@@ -36,7 +37,7 @@ int cm_auth_verify(const char *token, const char *path, const char *raw_query, c
         return -1;
     }
     uint8_t raw[24];
-    if (cm_base64_decode(token, strlen(token), raw, sizeof raw) != 24) {
+    if (cm_b64url_decode(token, strlen(token), raw, sizeof raw) != 24) {
         *why = "malformed";
         return -1;
     }

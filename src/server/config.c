@@ -407,6 +407,8 @@ static int parse_raft(struct pctx *p, struct json_object *raft, struct cm_config
                                            "snapshot_threshold",
                                            "snapshot_trailing",
                                            "snapshot_min_interval_ms",
+                                           "max_batch_entries",
+                                           "max_reads_per_barrier",
                                            "listen_ip",
                                            NULL};
     static const char *const sc_go[] = {"raft_wal_sync", "max_snapshots", "snapshot_timeout", NULL};
@@ -498,6 +500,13 @@ static int parse_raft(struct pctx *p, struct json_object *raft, struct cm_config
     if (get_u64(p, sc, path, "snapshot_min_interval_ms", false, 86400000, &gap) < 0)
         return -1;
     cfg->snapshot_min_interval_ms = (unsigned)gap;
+    /* tuning knobs, for measuring what group commit and read batching buy */
+    uint64_t mb = 1024, mr = 0;
+    if (get_u64(p, sc, path, "max_batch_entries", false, 1024, &mb) < 0 ||
+        get_u64(p, sc, path, "max_reads_per_barrier", false, 1000000, &mr) < 0)
+        return -1;
+    cfg->max_batch_entries = mb ? (unsigned)mb : 1;
+    cfg->max_reads_per_barrier = (unsigned)mr;
     if (get_str(p, sc, path, "listen_ip", false, cfg->raft_listen_ip, sizeof cfg->raft_listen_ip) <
         0)
         return -1;

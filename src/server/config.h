@@ -110,6 +110,8 @@ struct cm_config {
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
     unsigned snapshot_min_interval_ms; /* at most one snapshot per interval */
+    unsigned max_batch_entries;        /* commands per raft_apply (group commit), 1..1024 */
+    unsigned max_reads_per_barrier;    /* reads answered per barrier, 0 = all waiting */
     char node_protocol[16];
     struct cm_peer *nodes; /* raft id -> HTTP "ip:port" (raft_node_config.nodes) */
     size_t n_nodes;

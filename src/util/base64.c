@@ -2,6 +2,9 @@
 #include "base64.h"
 
 #include <stdint.h>
+#include <string.h>
+
+#include <stdint.h>
 
 static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -83,4 +86,28 @@ long cm_b64_decode(const char *in, size_t n, void *out)
         *o++ = (uint8_t)((c & 3) << 6 | d);
     }
     return (long)(o - (uint8_t *)out);
+}
+
+size_t cm_b64url_encode(const void *in, size_t n, char *out)
+{
+    size_t len = cm_b64_encode(in, n, out);
+    for (size_t i = 0; i < len; i++)
+        out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
+    out[len] = '\0';
+    return len;
+}
+
+long cm_b64url_decode(const char *in, size_t n, void *out, size_t cap)
+{
+    if (n > 4096 || cm_b64_dec_max(n) > cap + 2)
+        return -1;
+    char std[4096];
+    uint8_t tmp[3072];
+    for (size_t i = 0; i < n; i++)
+        std[i] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : in[i];
+    long len = cm_b64_decode(std, n, tmp);
+    if (len < 0 || (size_t)len > cap)
+        return -1;
+    memcpy(out, tmp, (size_t)len);
+    return len;
 }

@@ -27,4 +27,10 @@ size_t cm_b64_encode(const void *in, size_t n, char *out);
  * canonical base64. */
 long cm_b64_decode(const char *in, size_t n, void *out);
 
+/* URL-safe alphabet ('-' and '_'), with padding as Go's base64.URLEncoding: encode into `out`
+ * (cm_b64_enc_len(n) + 1 bytes, NUL-terminated); decode accepts either alphabet and fails (-1)
+ * when the result would not fit in `cap` bytes. */
+size_t cm_b64url_encode(const void *in, size_t n, char *out);
+long cm_b64url_decode(const char *in, size_t n, void *out, size_t cap);
+
 #endif

@@ -1,6 +1,5 @@
 /*
- * Thin wrappers over OpenSSL's libcrypto: digests, HMAC, randomness, constant-time comparison and
- * URL-safe base64 (with padding, as Go's base64.URLEncoding).
+ * Thin wrappers over OpenSSL's libcrypto: digests, HMAC, randomness and constant-time comparison.
  */
 #ifndef CM_CRYPTO_H
 #define CM_CRYPTO_H
@@ -15,10 +14,5 @@ void cm_hmac_sha256(const void *key, size_t keylen, const void *const *parts, co
 /* Returns 0, or -1 when the system has no randomness to give. */
 int cm_random_bytes(void *out, size_t n);
 bool cm_ct_equal(const void *a, const void *b, size_t n);
-
-/* Encode `n` bytes; `out` needs 4*((n+2)/3)+1 bytes. Returns the length. */
-size_t cm_base64url_encode(const void *in, size_t n, char *out);
-/* Standard or URL-safe alphabet, padding required; returns the decoded length or -1. */
-long cm_base64_decode(const char *in, size_t n, void *out, size_t cap);
 
 #endif

@@ -81,6 +81,16 @@ struct json_object *cm_json_parse(const char *text, size_t len, bool null_is_emp
     struct json_object *o = json_tokener_parse_ex(tok, text, (int)len);
     enum json_tokener_error e = json_tokener_get_error(tok);
     size_t end = json_tokener_get_parse_end(tok);
+    if (e == json_tokener_continue) {
+        /* a top-level literal or number ("null", "5") is complete only once json-c sees what
+         * follows it: feed the end of input as a NUL */
+        o = json_tokener_parse_ex(tok, "", 1);
+        e = json_tokener_get_error(tok);
+        if (e == json_tokener_success)
+            end = len;
+        else
+            e = json_tokener_continue; /* it really was cut short */
+    }
     json_tokener_free(tok);
     if (e == json_tokener_continue) {
         snprintf(err, errlen, "unexpected end of JSON input");

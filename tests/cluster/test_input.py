@@ -138,3 +138,15 @@ def test_many_bad_requests_keep_node_healthy(cluster3):
         assert r.status_code == 400
     for i in (1, 2, 3):
         assert cluster3.get(i, "/readyz").status_code == 200
+
+
+def test_null_body_means_no_arguments(cluster3):
+    # the Go client posts `null` when it has no arguments; it is parsed as {}
+    r = cluster3.post(1, "/bid/alloc", "null")
+    assert (r.status_code, r.json()) == (500, {"error": "request count is invalid", "code": "InternalServerError"})
+    r = cluster3.post(1, "/bid/alloc", " null\n")
+    assert r.status_code == 500
+    r = cluster3.post(1, "/config/set", "nul")
+    assert (r.status_code, r.json()) == (400, {"error": "unexpected end of JSON input", "code": "Argument"})
+    r = cluster3.post(1, "/config/set", "5")
+    assert r.status_code == 400 and "object" in r.json()["error"]

@@ -98,7 +98,9 @@ def raft_view(c):
 def run_intruder(c, target, claimed_id, term, tmp_path):
     work = tmp_path / f"intruder-{target}-{claimed_id}"
     work.mkdir()
-    port = c.base + 1900 + target
+    with socket.socket() as probe:  # a port nobody uses right now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     p = subprocess.run([INTRUDER, str(target), c.raft_addr(target), str(claimed_id),
                         f"127.0.0.1:{port}", str(term), str(work)], capture_output=True, timeout=30)
     return p.returncode, (p.stdout + p.stderr).decode()
