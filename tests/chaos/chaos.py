@@ -39,8 +39,12 @@ import requests
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cluster"))
 sys.path.insert(0, HERE)
-from cmcluster import BUILD, ROOT, Cluster  # noqa: E402
+from cmcluster import BUILD, ROOT, Cluster, pick_ports  # noqa: E402
 import linearize  # noqa: E402
+
+SIM = os.path.join(ROOT, BUILD, "blobnode-sim")
+EC3P3 = 11  # the code mode of the generated single-IDC configs
+RETAIN_S = 5  # volume lease length: short, so that leases lapse and volumes change hands
 
 PROXY_IP = "127.0.0.2"
 TIB = 1 << 40
@@ -48,7 +52,7 @@ TIB = 1 << 40
 FAULTS = ("kill_leader", "kill_follower", "kill_majority", "kill_all", "pause_leader",
           "pause_follower", "transfer_storm", "member_readd", "member_wipe_readd",
           "partition_isolate_leader", "partition_split", "partition_bridge", "partition_oneway",
-          "link_flap", "net_delay", "disk_full", "io_error")
+          "link_flap", "net_delay", "disk_full", "io_error", "blobnodes_down")
 
 
 def now():
@@ -132,7 +136,10 @@ class ChaosCluster:
                  snapshot_threshold=200, log_level="info"):
         self.n = nodes
         extra = {"raft_config": {"server_config": {"propose_timeout": 4}},
-                 "disk_mgr_config": {"heartbeat_expire_interval_s": 3600}}
+                 "disk_mgr_config": {"heartbeat_expire_interval_s": 3600},
+                 "volume_mgr_config": {"min_allocable_volume_count": 6, "retain_time_s": RETAIN_S,
+                                       "check_expired_volume_interval_s": 1,
+                                       "blob_node_config": {"client_timeout_ms": 3000}}}
         self.c = Cluster(nodes=nodes, max_nodes=nodes, workdir=workdir, extra=extra,
                          snapshot_threshold=snapshot_threshold, log_level=log_level)
         for i in range(1, nodes + 1):
@@ -164,6 +171,43 @@ class ChaosCluster:
 
     def proxy_addr(self, i):
         return f"{PROXY_IP}:{self.c.base + 1000 + i - 1}"
+
+    # the simulated blobnodes that hold the volumes' chunks
+    def start_sim(self, hosts=3, disks=4):
+        if not os.path.exists(SIM):
+            return "blobnode-sim is not built"
+        if getattr(self, "sim_base", None) is None:
+            self.sim_base = pick_ports(hosts)
+        self.sim_args = [SIM, "--cm", ",".join(self.c.http(i) for i in range(1, self.n + 1)),
+                         "-H", str(hosts), "-D", str(disks), "-p", str(self.sim_base), "-i", "2",
+                         "--timeout-ms", "3000"]
+        self.sim_log = open(os.path.join(self.c.dir, "sim.log"), "ab")
+        self.sim = subprocess.Popen(self.sim_args, stdout=self.sim_log, stderr=subprocess.STDOUT)
+        self.sim_disks = hosts * disks
+        return None
+
+    def sim_registered(self):
+        try:
+            return requests.get(f"http://127.0.0.1:{self.sim_base}/sim/stats",
+                                timeout=2).json()["registered"]
+        except (requests.RequestException, ValueError, KeyError):
+            return 0
+
+    def stop_sim(self):
+        p = getattr(self, "sim", None)
+        if p is None:
+            return None
+        if p.poll() is None:
+            p.send_signal(signal.SIGCONT)
+            p.terminate()
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.sim = None
+        self.sim_log.close()
+        return p.returncode
 
     def fault_flag(self, i):
         return os.path.join(self.c.dir, f"node{i}.faultio")
@@ -288,6 +332,7 @@ class ChaosCluster:
 
     def shutdown(self):
         try:
+            self.stop_sim()
             self.c.shutdown()
         finally:
             self.net.close()
@@ -315,11 +360,16 @@ class History:
             self.ops.append(rec)
 
 
+# Answers that certainly mean "not executed" besides 4xx: no leader, and the refusals of
+# /volume/alloc (invalid count, no such code mode, no volume available).
+DEFINITE = (907, 916, 917, 928)
+
+
 def classify_write(r):
     """ok: took effect; fail: certainly did not; info: unknown."""
     if r.status_code == 200:
         return "ok"
-    if r.status_code == 907 or 400 <= r.status_code < 500:
+    if r.status_code in DEFINITE or 400 <= r.status_code < 500:
         return "fail"
     return "info"
 
@@ -353,6 +403,10 @@ class Workload:
         self.acked_ranges = []  # (start, end, op id)
         self.acked_diskids = []  # (id, op id)
         self.maybe_disks = set()
+        self.leases = []  # (vid, holder ip, lease end ns, op id): every acknowledged lease
+        self.leased = {}  # client -> {vid: token} it believes it holds
+        self.volumes = set()  # vids seen in acknowledged allocations
+        self.volumes_on = False  # set once the fleet registered and a pool exists
         self.counts = {}
         self.answers = {}  # (outcome, HTTP status or exception) -> count, outside "ok"
 
@@ -373,7 +427,7 @@ class Workload:
         seq = 0
         ops = [("kv_w", 18), ("kv_r", 18), ("cfg_w", 5), ("cfg_r", 5), ("bid", 10),
                ("disk_add", 4), ("disk_hb", 8), ("svc_reg", 3), ("svc_hb", 6), ("kv_once", 10),
-               ("diskid", 2)]
+               ("diskid", 2), ("vol_alloc", 4), ("vol_retain", 6)]
         names = [o for o, _ in ops]
         weights = [w for _, w in ops]
         while not self.stop.is_set():
@@ -391,15 +445,15 @@ class Workload:
 
     # one request, recorded
     def call(self, s, kind, node, method, path, body=None, key=None, value=None, client=0,
-             write=True):
+             write=True, headers=None):
         rec = {"kind": kind, "node": node, "key": key, "value": value, "client": client,
                "t0": now()}
         try:
             if method == "GET":
-                r = s.get(self.cc.url(node, path), timeout=(1.0, self.timeout))
+                r = s.get(self.cc.url(node, path), timeout=(1.0, self.timeout), headers=headers)
             else:
                 r = s.post(self.cc.url(node, path), data=json.dumps(body) if body is not None
-                           else None, timeout=(1.0, self.timeout))
+                           else None, timeout=(1.0, self.timeout), headers=headers)
             rec["t1"] = now()
             rec["http"] = r.status_code
             rec["status"] = classify_write(r) if write else (
@@ -496,8 +550,9 @@ class Workload:
             return
         did = rec["out"]
         host, path = f"http://127.0.0.1:{7000 + c}", f"/chaos/{did}"
+        # read-only: never chosen for a volume (no blobnode serves these hosts)
         body = {"cluster_id": 1, "idc": "z0", "rack": f"r{c % 2}", "host": host, "path": path,
-                "status": 1, "readonly": False,
+                "status": 1, "readonly": True,
                 "create_time": "2024-01-01T00:00:00Z", "last_update_time": "2024-01-01T00:00:00Z",
                 "disk_id": did, "used": 0, "free": TIB, "size": TIB, "max_chunk_cnt": 0,
                 "free_chunk_cnt": 0, "used_chunk_cnt": 0}
@@ -547,6 +602,58 @@ class Workload:
         if rec.get("http") == 404:
             self.anom.add("lost", f"heartbeat of acknowledged service {name} {host} answered 404 "
                           f"at {rec['t1'] - self.hist.t_start:.2f}s from node {node}")
+
+    @staticmethod
+    def ip(c):
+        return f"10.77.0.{c + 1}"  # each client is its own caller (X-Real-Ip)
+
+    def op_vol_alloc(self, s, rng, c, seq, node):
+        if not self.volumes_on:
+            return
+        ip = self.ip(c)
+        rec, r = self.call(s, "vol_alloc", node, "POST", "/volume/alloc",
+                           {"code_mode": EC3P3, "count": rng.randint(1, 2)}, client=c,
+                           headers={"X-Real-Ip": ip})
+        self.hist.add(rec)
+        if rec["status"] != "ok":
+            return
+        got = r.json().get("alloc_volume_infos") or []
+        with self.lock:
+            mine = self.leased.setdefault(c, {})
+            for v in got:
+                if v.get("token") != f"{ip};{v['vid']}" or v.get("status") != 2:
+                    self.anom.add("volumes", f"/volume/alloc for {ip} answered {v}")
+                self.leases.append((v["vid"], ip, v["expire_time"], rec["id"]))
+                self.volumes.add(v["vid"])
+                mine[v["vid"]] = v["token"]
+
+    def op_vol_retain(self, s, rng, c, seq, node):
+        if not self.volumes_on:
+            return
+        ip = self.ip(c)
+        with self.lock:
+            mine = dict(self.leased.get(c, {}))
+        if not mine:
+            return
+        toks = list(mine.values())
+        rec, r = self.call(s, "vol_retain", node, "POST", "/volume/retain", {"tokens": toks},
+                           client=c, headers={"X-Real-Ip": ip})
+        self.hist.add(rec)
+        if rec["status"] != "ok":
+            return
+        got = r.json().get("retain_vol_tokens") or []
+        kept = set()
+        with self.lock:
+            for t in got:
+                if t["token"] not in toks:
+                    self.anom.add("volumes", f"/volume/retain for {ip} renewed {t}, not asked")
+                    continue
+                vid = int(t["token"].split(";")[1])
+                self.leases.append((vid, ip, t["expire_time"], rec["id"]))
+                kept.add(vid)
+            # a lease that was not renewed has lapsed (or the volume is full): forget it
+            self.leased[c] = {v: tok for v, tok in self.leased.get(c, {}).items()
+                              if v in kept or v not in mine}
 
     def op_kv_once(self, s, rng, c, seq, node):
         key = f"once-{c}-{seq}"
@@ -910,6 +1017,26 @@ class Nemesis:
         self.restart(v)
         self.recover("io_error")
 
+    # -- the simulated blobnodes (every chunk call of volume creation, lock and unlock)
+    def f_blobnodes_down(self):
+        p = getattr(self.cc, "sim", None)
+        if p is None:
+            self.note("blobnodes_down", "skipped: no simulated blobnodes")
+            return
+        if self.rng.random() < 0.5:
+            self.note("blobnodes_down", "SIGSTOP the simulated blobnodes")
+            p.send_signal(signal.SIGSTOP)
+            self.hold(2, 6)
+            p.send_signal(signal.SIGCONT)
+        else:
+            self.note("blobnodes_down", "kill -9 the simulated blobnodes, then restart them")
+            p.kill()
+            p.wait()
+            self.cc.sim_log.close()
+            self.hold(1, 4)
+            self.cc.start_sim()
+        self.recover("blobnodes_down")
+
     # -- the end
     def heal_all(self):
         self.cc.net.heal()
@@ -963,6 +1090,28 @@ def check_ids(work, anomalies):
     return len(ranges), len(ids)
 
 
+def check_leases(work, anomalies):
+    """No two callers ever hold a lease on the same volume at the same time. A lease ends at
+    the leader's proposal time plus RETAIN_S (its `expire_time`), so it covers
+    [expire_time - RETAIN_S, expire_time]; only acknowledged leases count (one whose
+    acknowledgement was lost can only make the true lease longer)."""
+    span = RETAIN_S * 10 ** 9
+    by_vid = {}
+    for vid, ip, end, op in work.leases:
+        by_vid.setdefault(vid, []).append((end - span, end, ip, op))
+    for vid, ls in by_vid.items():
+        ls.sort()
+        for i, (a0, a1, aip, aop) in enumerate(ls):
+            for b0, b1, bip, bop in ls[i + 1:]:
+                if b0 >= a1:
+                    break
+                if bip != aip:
+                    anomalies.add("volumes", f"volume {vid} leased to {aip} until {a1} (op {aop}) "
+                                  f"and to {bip} from {b0} (op {bop}): {(a1 - b0) / 1e6:.1f} ms "
+                                  "of overlap")
+    return len(work.leases), len(by_vid)
+
+
 def final_state_checks(cc, work, hist, anomalies, lid):
     """Acknowledged writes present, read through the leader and, stale, on every node."""
     s = requests.Session()
@@ -989,6 +1138,14 @@ def final_state_checks(cc, work, hist, anomalies, lid):
                 missing.append((did, r.status_code))
         if missing:
             anomalies.add("lost", f"node {i}: {len(missing)} acknowledged disks missing, e.g. "
+                          f"{missing[:5]}")
+        missing = []
+        for vid in sorted(work.volumes):
+            r = s.get(cc.url(i, f"/volume/get?vid={vid}&stale=true"), timeout=10)
+            if r.status_code != 200 or r.json().get("vid") != vid:
+                missing.append((vid, r.status_code))
+        if missing:
+            anomalies.add("lost", f"node {i}: {len(missing)} allocated volumes missing, e.g. "
                           f"{missing[:5]}")
         r = s.get(cc.url(i, "/service/list?stale=true"), timeout=10)
         have = {(n["name"], n["host"]) for n in (r.json().get("nodes") or [])}
@@ -1041,10 +1198,60 @@ def converge(cc, anomalies, what, timeout=90):
 # a campaign
 
 
+def start_volumes(cc, work, log, timeout=60):
+    """Start the simulated fleet and wait until it registered and the leader built a pool of
+    idle volumes; then the clients start allocating. Returns what the report says about it."""
+    err = cc.start_sim()
+    if err:
+        return f"skipped: {err}"
+    end = now() + timeout
+    while now() < end and cc.sim_registered() < cc.sim_disks:
+        time.sleep(0.2)
+    while now() < end:
+        lid = cc.leader()
+        try:
+            if lid and requests.get(cc.url(lid, "/stat"), timeout=2).json()[
+                    "volume_stat"]["can_alloc_volume"] > 0:
+                work.volumes_on = True
+                log(f"blobnode fleet of {cc.sim_disks} disks registered; volumes allocatable")
+                return f"{cc.sim_disks} simulated disks, code mode EC3P3, leases of {RETAIN_S} s"
+        except (requests.RequestException, ValueError, KeyError):
+            pass
+        time.sleep(0.2)
+    return "skipped: no allocatable volume within 60 s"
+
+
+def quiesce_volumes(cc, work, anomalies, log, timeout=60):
+    """Before comparing states: let every lease lapse and the pool stop growing, then stop the
+    blobnodes, so that no leader job changes the state any more."""
+    if getattr(cc, "sim", None) is None:
+        return
+    end = now() + timeout
+    last, since = None, now()
+    while now() < end:
+        try:
+            lid = cc.leader()
+            vs = requests.get(cc.url(lid, "/stat"), timeout=2).json()["volume_stat"]
+            key = (vs["total_volume"], vs["active_volume"])
+            if key != last:
+                last, since = key, now()
+            elif vs["active_volume"] == 0 and now() - since > 3:
+                break
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            pass
+        time.sleep(0.3)
+    else:
+        log(f"volumes did not settle within {timeout}s ({last})")
+    rc = cc.stop_sim()
+    if rc not in (0, None):
+        anomalies.add("crash", f"blobnode-sim exited with status {rc}")
+
+
 # The short slice of `make test`: one of each kind of fault that has found bugs or guards a
 # fix, in an order the seed shuffles, with hold times halved.
 CI_SCHEDULE = ("kill_leader", "partition_isolate_leader", "pause_leader", "member_readd",
-               "io_error", "partition_oneway", "kill_majority", "transfer_storm")
+               "io_error", "partition_oneway", "kill_majority", "transfer_storm",
+               "blobnodes_down")
 
 
 def run_campaign(seed=1, duration=60, nodes=3, workdir=None, schedule=None, clients=6,
@@ -1082,6 +1289,7 @@ def run_campaign(seed=1, duration=60, nodes=3, workdir=None, schedule=None, clie
             raise RuntimeError("the cluster did not elect a leader")
         log(f"cluster of {nodes} up in {workdir}, leader {lid}; seed {seed}, {duration}s")
         work = Workload(cc, hist, anomalies, seed, clients=clients)
+        res["volumes"] = start_volumes(cc, work, log)
         nem = Nemesis(cc, work, anomalies, rng, log)
         nem.scale = scale
         work.start()
@@ -1106,6 +1314,7 @@ def run_campaign(seed=1, duration=60, nodes=3, workdir=None, schedule=None, clie
         nem.heal_all()
         time.sleep(1.0)
         work.finish()
+        quiesce_volumes(cc, work, anomalies, log)
         lid = cc.wait_leader(40)
         if not lid:
             anomalies.add("liveness", "no leader after healing everything")
@@ -1147,10 +1356,12 @@ def run_campaign(seed=1, duration=60, nodes=3, workdir=None, schedule=None, clie
     res["registers"] = {k: {"ops": n, "linearizable": ok} for k, (n, ok)
                         in check_registers(hist, anomalies).items()}
     if work is not None:
+        nl, nv = check_leases(work, anomalies)
+        res["leases"] = {"acknowledged": nl, "volumes": nv}
         nr, nd = check_ids(work, anomalies)
         res["ids"] = {"bid_ranges": nr, "disk_ids": nd}
         res["acked"] = {"disks": len(work.acked_disks), "services": len(work.acked_svcs),
-                        "kv_once": len(work.acked_once)}
+                        "kv_once": len(work.acked_once), "volumes": len(work.volumes)}
         res["ops"] = {f"{k}/{s}": v for (k, s), v in sorted(work.counts.items())}
         res["answers"] = {f"{s}/{h}": v for (s, h), v in sorted(work.answers.items(),
                                                                 key=lambda x: str(x))}
@@ -1200,6 +1411,10 @@ def write_report(res, path):
         L.append(f"- id ranges: {res['ids']['bid_ranges']} acknowledged /bid/alloc ranges, "
                  f"{res['ids']['disk_ids']} /diskid/alloc ids, checked pairwise disjoint")
         L.append(f"- acknowledged and checked present on every node: {res['acked']}")
+    if "leases" in res:
+        L.append(f"- volume leases: {res['leases']['acknowledged']} acknowledged leases on "
+                 f"{res['leases']['volumes']} volumes, checked never held by two callers at once "
+                 f"(volumes: {res.get('volumes')})")
     L.append(f"- state digests after healing: {res.get('digest')}")
     L.append(f"- unexpected exits: {res['exits'] or 'none'}")
     L += ["", f"## Anomalies: {len(res['anomalies'])}", ""]
