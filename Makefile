@@ -99,12 +99,13 @@ $(FAULTIO): tests/chaos/faultio.c
 
 tools: $(TOOL_BIN) $(FAULTIO)
 
-$(BUILD)/tests/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c tests/fuzz/fuzz.h $(BUILD)/libcm.a
+FUZZ_DEPS := $(wildcard tests/fuzz/*.c tests/fuzz/*.h)
+$(BUILD)/tests/replay_%: tests/fuzz/fuzz_%.c $(FUZZ_DEPS) $(BUILD)/libcm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(LDSAN) \
 		$(shell pkg-config --cflags json-c) -o $@ $< tests/fuzz/replay.c $(BUILD)/libcm.a $(LDLIBS)
 
-$(BUILD)/fuzz/%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(BUILD)/libcm.a
+$(BUILD)/fuzz/%: tests/fuzz/fuzz_%.c $(FUZZ_DEPS) $(BUILD)/libcm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
 		$(shell pkg-config --cflags json-c) -o $@ $< $(BUILD)/libcm.a $(LDLIBS)

@@ -26,6 +26,7 @@
 #include "../../src/fsm/mod_members.h"
 #include "../../src/fsm/mod_scope.h"
 #include "../../src/fsm/mod_service.h"
+#include "../../src/fsm/mod_volume.h"
 #include "../../src/server/config.h"
 #include "../../src/util/log.h"
 
@@ -154,6 +155,28 @@ static inline struct cm_fsm *fuzz_fsm(void)
                                {7, 1LL << 40, 0, 1LL << 40, 65536}};
     cm_disk_enc_heartbeat(&b, hb, 3, cfg);
     fuzz_apply(fsm, CM_MOD_DISK, CM_DISK_OP_HEARTBEAT, t + 1000000000LL, &b);
+    /* volumes of EC6P6 (12 units) on disks 1..12: vid 1 leased, vid 2 idle, vid 3 pending */
+    for (uint32_t vid = 1; vid <= 3; vid++) {
+        struct cm_vol_place u[12];
+        uint32_t epochs[12];
+        for (unsigned i = 0; i < 12; i++) {
+            u[i] = (struct cm_vol_place){.disk_id = 1 + (i + vid) % 18, .epoch = 1};
+            epochs[i] = 1;
+        }
+        cm_volume_enc_pending(&b, vid, 2, 16777216, u, 12);
+        fuzz_apply(fsm, CM_MOD_VOLUME, CM_VOL_OP_PENDING, t, &b);
+        if (vid < 3) {
+            cm_volume_enc_resolve(&b, vid, epochs, 12);
+            fuzz_apply(fsm, CM_MOD_VOLUME, CM_VOL_OP_COMMIT, t, &b);
+        }
+    }
+    uint32_t leased = 1;
+    cm_volume_enc_alloc(&b, 2, "10.0.0.1", t + 600000000000LL, 10485760, &leased, 1);
+    fuzz_apply(fsm, CM_MOD_VOLUME, CM_VOL_OP_ALLOC, t, &b);
+    struct cm_chunk_rec rep = {
+        .vuid = cm_vuid_make(2, 3, 1), .total = 16777216, .used = 4096, .free = 16777216 - 4096};
+    cm_volume_enc_chunk_report(&b, &rep, 1);
+    fuzz_apply(fsm, CM_MOD_VOLUME, CM_VOL_OP_CHUNK_REPORT, t, &b);
     for (int i = 0; i < 6; i++) {
         char key[16], val[32];
         snprintf(key, sizeof key, "key/%d", i);
@@ -181,12 +204,14 @@ static inline char *fuzz_space_stat(struct cm_fsm *fsm)
     return s;
 }
 
-/* Oracle: the disk module's indexes agree with its records. */
+/* Oracle: the disk and volume modules' indexes agree with their records. */
 static inline void fuzz_selfcheck(struct cm_fsm *fsm, const char *when)
 {
     char err[256];
     int rc = cm_disk_selfcheck(fsm, err, sizeof err);
     FUZZ_CHECK(rc == 0, "disk indexes inconsistent %s: %s", when, err);
+    rc = cm_volume_selfcheck(fsm, err, sizeof err);
+    FUZZ_CHECK(rc == 0, "volume indexes inconsistent %s: %s", when, err);
 }
 
 /* Oracle: restoring the snapshot of `fsm` gives a state with the same snapshot and the same

@@ -8,7 +8,7 @@
  * The route is found the way the server finds it (cm_route_lookup on the decoded path); a request
  * without a route ends there. Built with -DFUZZ_ROUTE='"/some/path"' the target fuzzes that one
  * route, and the first line is only the query ("count=3&x") or, for a prefix route, what follows
- * the prefix.
+ * the prefix. With -DFUZZ_BODY_ONLY as well, the whole input is the body.
  *
  * Oracle besides the sanitizers: a parser that refuses the request has set an error status,
  * one that accepts it has not.
@@ -95,6 +95,7 @@ static void job_free(struct cm_job *j)
     free(j);
 }
 
+#ifndef FUZZ_ROUTE
 static int parse_method(const char *m, size_t n)
 {
     static const struct {
@@ -110,6 +111,7 @@ static int parse_method(const char *m, size_t n)
             return tab[i].method;
     return 0;
 }
+#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -123,6 +125,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     struct cm_job *j = calloc(1, sizeof *j);
     j->cfg = fuzz_config();
+#ifdef FUZZ_BODY_ONLY
+    llen = 0; /* the whole input is the body */
+    body = in;
+    blen = size;
+#endif
 #ifdef FUZZ_ROUTE
     const struct cm_route *r = fixed;
     j->method = r->methods & CM_POST ? CM_POST : CM_GET;

@@ -48,6 +48,24 @@ static void poke(struct cm_fsm *fsm)
     fuzz_apply(fsm, CM_MOD_MEMBERS, CM_MEMBERS_OP_DEL, t, &b);
 }
 
+/* FUZZ_WRITE_STATE=<file>: write the snapshot of the initial state (every module, volumes
+ * included) to <file> and exit: how corpus/snapshot/state-* was made. */
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc, (void)argv;
+    const char *path = getenv("FUZZ_WRITE_STATE");
+    if (path == NULL)
+        return 0;
+    struct cm_fsm *fsm = fuzz_fsm();
+    size_t len;
+    char *snap = fuzz_snapshot(fsm, &len);
+    FILE *f = fopen(path, "wb");
+    FUZZ_CHECK(f && fwrite(snap, 1, len, f) == len && fclose(f) == 0, "cannot write %s", path);
+    free(snap);
+    cm_fsm_free(fsm);
+    exit(0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char err[256];

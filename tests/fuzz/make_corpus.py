@@ -140,6 +140,27 @@ REQUESTS = [
     "GET /dashboard/data\n",
     "GET /internal/member?id=3\n",
     "GET /internal/readindex\n",
+    "GET /volume/get?vid=1\n",
+    "GET /volume/list?marker=0&count=500\n",
+    "GET /v2/volume/list?status=2\n",
+    "POST /volume/alloc\n" + json.dumps({"code_mode": 11, "count": 2, "is_init": False,
+                                         "excludes": [1, 2]}),
+    "POST /volume/alloc\n{\"code_mode\":300,\"count\":1}",
+    "POST /volume/retain\n" + json.dumps({"tokens": ["10.0.0.1;1", "x;y", "10.0.0.1;99999"]}),
+    "POST /volume/lock\n{\"vid\":1}",
+    "POST /volume/unlock\n{\"vid\":4294967296}",
+    "POST /volume/update\n" + json.dumps({"old_vuid": (1 << 32) | 1, "new_vuid": (1 << 32) | 2,
+                                          "new_disk_id": 5}),
+    "GET /volume/allocated/list?host=10.0.0.1&code_mode=11\n",
+    "POST /admin/update/volume\n" + json.dumps({"vid": 1, "status": 2, "total": 1, "free": 1,
+                                                "used": 0}),
+    "POST /admin/update/volume/unit\n" + json.dumps({"vuid": (1 << 32) | 1, "epoch": 2,
+                                                     "next_epoch": 3, "disk_id": 4,
+                                                     "compact": True}),
+    "POST /volume/unit/alloc\n" + json.dumps({"vuid": (1 << 32) | 1}),
+    "POST /volume/unit/release\n" + json.dumps({"vuid": (1 << 32) | 1, "disk_id": 3}),
+    "GET /volume/unit/list?disk_id=3\n",
+    "POST /chunk/set/compact\n" + json.dumps({"vuid": (1 << 32) | 1, "compact": True}),
 ]
 
 
@@ -192,6 +213,29 @@ COMMANDS = {
              record(5, 7, u32(11) + u8(0) + i64(-1) + i64(2 ** 40))],
     "kv": [record(7, 1, s("key/9") + b"value"), record(7, 1, s("k") + b""),
            record(7, 2, s("key/0")), record(7, 1, s("a\0b") + b"x")],
+    # volumes of the fuzz state (fuzz.h): EC6P6 (mode 2, 12 units), vid 1 leased to 10.0.0.1,
+    # vid 2 idle, vid 3 pending; vuid = vid << 32 | index << 24 | epoch
+    "volume": [record(6, 1, u32(4) + u8(2) + u64(16777216) + u8(12) +
+                      b"".join(u32(d) + u32(1) for d in range(5, 17))),
+               record(6, 2, u32(3) + u8(1) + u8(0) + u32(1) + u32(2) + u32(18)),
+               record(6, 3, u32(3) + u8(12) + u32(1) * 12),
+               record(6, 4, u32(3) + u8(12) + u32(1) * 12),
+               record(6, 5, u8(2) + s("10.0.0.2") + i64(T0 + 600 * 10 ** 9) + u64(10485760) +
+                      uvar(1) + u32(2)),
+               record(6, 6, i64(T0 + 900 * 10 ** 9) + u64(10485760) + i64(-3) + uvar(2) +
+                      u32(1) + s("10.0.0.1") + u32(2) + s("10.0.0.9")),
+               record(6, 7, uvar(2) + u32(1) + u32(77), dt=250),
+               record(6, 8, u32(2)) + record(6, 10, u32(2) + u8(1) + u32(1)) +
+               record(6, 9, u32(2)),
+               record(6, 11, u64((1 << 32) | (3 << 24) | 1) + u64((1 << 32) | (3 << 24) | 2) +
+                      u32(17)),
+               record(6, 12, uvar(2) + u64((2 << 32) | 1) + u64(16777216) + u64(1) +
+                      u64(16777215) + u64((9 << 32) | 1) + u64(1) + u64(2) + u64(3)),
+               record(6, 13, u64((1 << 32) | (5 << 24) | 1) + u8(1)),
+               record(6, 14, u64((2 << 32) | (7 << 24) | 1) + u32(2)),
+               record(6, 15, uvar(2) + u32(3) + u8(1) + u32(4) + u8(0)),
+               record(6, 16, u32(2) + u8(3) + u64(1) + u64(2) + u64(3)),
+               record(6, 17, u64((2 << 32) | (1 << 24) | 1) + u32(5) + u32(6) + u32(18) + u8(1))],
     "raw": [raw_entry(2, 1, s("balance") + s("Enable")), raw_entry(9, 1, b""),
             raw_entry(7, 9, b"\xff\xff"), bytes([0x80, 0, 0, 0, 40]) + b"\xc7\x02" + b"\0" * 38],
 }
@@ -244,6 +288,27 @@ SNAPSHOTS = {
 }
 
 
+def chunk_report(recs, count=None):
+    """The binary body of POST /chunk/report: u32 count, then 79-byte records (a 33-byte chunk
+    id, u64 vuid, u32 disk id, u64 total, used, free, size, u8 status, u8 compacting)."""
+    body = u32(len(recs) if count is None else count)
+    for vuid, disk, total, used, free in recs:
+        body += f"{vuid:016x}-{0x16dfa0e05a1b2c3d:016x}".encode()
+        body += struct.pack(">QIQQQQBB", vuid, disk, total, used, free, total, 1, 0)
+    return body
+
+
+CHUNK_REPORTS = {
+    "two": chunk_report([((2 << 32) | 1, 3, 16777216, 4096, 16777216 - 4096),
+                         ((1 << 32) | (1 << 24) | 1, 2, 16777216, 0, 16777216)]),
+    "none": chunk_report([]),
+    "count-too-high": chunk_report([((2 << 32) | 1, 3, 1, 2, 3)], count=5),
+    "huge-count": u32(2 ** 32 - 1),
+    "truncated": chunk_report([((2 << 32) | 1, 3, 1, 2, 3)])[:50],
+    "sizes-inconsistent": chunk_report([((2 << 32) | 1, 3, 10, 20, 2 ** 64 - 1)]),
+}
+
+
 def write(d, name, data):
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, name), "wb") as f:
@@ -252,7 +317,7 @@ def write(d, name, data):
 
 def main():
     root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
-    for t in ("routes", "cmd", "snapshot"):
+    for t in ("routes", "cmd", "snapshot", "chunk_report"):
         d = os.path.join(root, t)
         if os.path.isdir(d):
             for name in os.listdir(d):
@@ -267,6 +332,10 @@ def main():
         write(os.path.join(root, "cmd"), f"seed-{name}-all", b"".join(recs))
     for name, data in SNAPSHOTS.items():
         write(os.path.join(root, "snapshot"), f"seed-{name}", data)
+    for name, data in CHUNK_REPORTS.items():
+        write(os.path.join(root, "chunk_report"), f"seed-{name}", data)
+    write(os.path.join(root, "routes"), "seed-chunk-report",
+          b"POST /chunk/report\n" + CHUNK_REPORTS["two"])
 
 
 if __name__ == "__main__":
