@@ -131,6 +131,7 @@ struct cm_node {
 
     bool removed;
     bool storage_failed; /* raft could not write its log: stop at the end of the loop turn */
+    bool addr_warned;    /* warned that the configuration knows this node by another address */
     bool was_member;
     bool stopping;
     int exit_code;
@@ -973,6 +974,33 @@ static const char *state_name(unsigned short st)
     return "unavailable";
 }
 
+/* canonical raft answers a peer at the address the peer announces when it connects -- for this
+ * node, cfg->raft_addr: its entry in peers/learners, else derived from listen_ip, else from the
+ * IP of bind_addr, else 127.0.0.1 -- not at the address the configuration holds for it. When the
+ * two differ (a node added with /member/add under one address while it derives another), the
+ * answers to its votes and appends go elsewhere: it can follow, but never win an election or
+ * commit as leader. Say so once. */
+static void check_own_address(struct cm_node *n)
+{
+    struct raft_configuration *c = &n->raft.configuration;
+    for (unsigned i = 0; i < c->n; i++) {
+        if (c->servers[i].id != n->cfg->node_id)
+            continue;
+        if (strcmp(c->servers[i].address, n->cfg->raft_addr) != 0 && !n->addr_warned) {
+            n->addr_warned = true;
+            CM_WARN("node",
+                    "the cluster configuration has this node's raft address as %s, but it "
+                    "announces itself to its peers as %s (its entry in peers/learners, else "
+                    "listen_ip, else the IP of bind_addr, else 127.0.0.1), and raft answers a "
+                    "peer at the address it announces: votes and acknowledgements for this "
+                    "node would go to %s. Set raft_config.server_config.listen_ip (or its "
+                    "learners entry) so that the two match, and restart it",
+                    c->servers[i].address, n->cfg->raft_addr, n->cfg->raft_addr);
+        }
+        return;
+    }
+}
+
 static void observe(struct cm_node *n)
 {
     if (!n->raft_started)
@@ -1014,6 +1042,7 @@ static void observe(struct cm_node *n)
     if (ci != n->conf_index_seen && n->raft.configuration.n > 0) {
         n->conf_index_seen = ci;
         bool in = config_has(&n->raft.configuration, n->cfg->node_id, NULL);
+        check_own_address(n);
         if (in && !n->was_member) {
             n->was_member = true;
             char err[256];

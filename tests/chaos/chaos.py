@@ -706,6 +706,18 @@ class Nemesis:
             time.sleep(0.1)
         self.note(kind, f"no new leader among {among} within {timeout}s (fault ineffective?)")
         self.ineffective[kind] = self.ineffective.get(kind, 0) + 1
+        try:  # what each node thinks, and what went over the links meanwhile
+            views = {}
+            for i in range(1, self.cc.n + 1):
+                try:
+                    st = self.cc.stat(i, timeout=1)
+                    views[i] = (st["raftState"], st["term"], st["leader"], st["commit"])
+                except (requests.RequestException, ValueError, KeyError):
+                    views[i] = None
+            self.log(f"    raft views: {views}")
+            self.log(f"    links: {self.cc.net.stats()}")
+        except Exception:
+            pass
         return 0
 
     def leader_or_any(self):
@@ -837,10 +849,14 @@ class Nemesis:
                     shutil.rmtree(p)
                 else:
                     os.unlink(p)
-            # a node that is not in its own peers map starts empty and waits to be added
+            # a node that is not in its own peers map starts empty and waits to be added; it
+            # announces the raft address of its learners entry (the proxy's, which it is added
+            # with: raft answers peers at the address they announce), while no peers means no
+            # bootstrap
             cfg = self.cc.c.configs[v]
             sc = cfg["raft_config"]["server_config"]
-            sc["peers"] = {k: a for k, a in sc["peers"].items() if k != str(v)}
+            sc["peers"] = {}
+            sc["learners"] = {str(v): self.cc.proxy_addr(v)}
             self.cc.c.write_config(v)
             self.restart(v)
         self.readd(v, kind)

@@ -2,6 +2,7 @@
 import base64
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -73,3 +74,47 @@ def test_deposed_leader_survives_its_overwritten_proposals(cc):
     for k in range(20):
         assert requests.get(cc.url(old, f"/kv/get/lost{k}?stale=true"), timeout=5).status_code \
             == 404
+
+
+def wipe(cc, v, server_config):
+    cc.kill(v)
+    shutil.rmtree(cc.c.data_dir(v))
+    os.makedirs(cc.c.data_dir(v))
+    sc = cc.c.configs[v]["raft_config"]["server_config"]
+    sc.update(server_config)
+    cc.c.write_config(v)
+
+
+def test_node_added_under_another_address_says_so(cc):
+    """A campaign found leaders that a one-way partition could not depose: they had been wiped
+    and added back with /member/add, and a node not in its own member maps announced the raft
+    address it derived from listen_ip (here the node's real port) while the cluster knew it by
+    the proxy's. canonical raft answers a peer at the address it announces, so the answers went
+    around the proxy -- on separate hosts they would go nowhere. The node now warns when the
+    configuration knows it by another address than the one it announces."""
+    lid = cc.wait_leader(20)
+    v = next(i for i in (1, 2, 3) if i != lid)
+    assert requests.post(cc.url(lid, "/member/remove"), data=json.dumps({"peer_id": v}),
+                         timeout=10).status_code == 200
+    add = json.dumps({"peer_id": v, "host": cc.proxy_addr(v), "member_type": 2,
+                      "node_host": cc.c.http(v)})
+    # in no member map: it announces 127.0.0.1:<port> (derived from listen_ip)
+    wipe(cc, v, {"peers": {}})
+    assert cc.start(v) is None
+    assert requests.post(cc.url(lid, "/member/add"), data=add, timeout=30).status_code == 200
+    warning = "announces itself to its peers as 127.0.0.1"
+    end = time.time() + 20
+    while time.time() < end and warning not in cc.c.log_text(v):
+        time.sleep(0.2)
+    assert warning in cc.c.log_text(v)
+    # in its learners map with the address it is added with (no peers: no bootstrap): quiet
+    assert requests.post(cc.url(lid, "/member/remove"), data=json.dumps({"peer_id": v}),
+                         timeout=10).status_code == 200
+    wipe(cc, v, {"peers": {}, "learners": {str(v): cc.proxy_addr(v)}})
+    os.unlink(os.path.join(cc.c.dir, f"node{v}.log"))
+    assert cc.start(v) is None
+    assert requests.post(cc.url(lid, "/member/add"), data=add, timeout=30).status_code == 200
+    an = chaos.Anomalies()
+    chaos.converge(cc, an, "after the re-add", timeout=30)
+    assert not an.items, an.items
+    assert "announces itself" not in cc.c.log_text(v)
