@@ -1138,28 +1138,47 @@ def final_state_checks(cc, work, hist, anomalies, lid):
         rec["kind"] = "final_r"
         hist.add(rec)
     for i in range(1, cc.n + 1):
-        q = "?stale=true"
-        missing = []
-        for key, val in sorted(work.acked_once.items()):
-            r = s.get(cc.url(i, f"/kv/get/{key}{q}"), timeout=10)
-            if r.status_code != 200 or base64.b64decode(r.json()["value"]).decode() != val:
-                missing.append((key, r.status_code))
+        kvs = {}
+        marker = ""
+        while True:  # every write-once key, a page at a time
+            r = s.get(cc.url(i, f"/kv/list?prefix=once-&count=1000&marker={marker}&stale=true"),
+                      timeout=20)
+            page = r.json()
+            for kv in page["kvs"] or []:
+                kvs[kv["key"]] = base64.b64decode(kv["value"]).decode()
+            marker = page["marker"]
+            if not marker:
+                break
+        missing = [k for k, v in sorted(work.acked_once.items()) if kvs.get(k) != v]
         if missing:
             anomalies.add("lost", f"node {i}: {len(missing)} acknowledged kv writes missing or "
                           f"wrong, e.g. {missing[:5]}")
-        missing = []
-        for did, (host, path) in sorted(work.acked_disks.items()):
-            r = s.get(cc.url(i, f"/disk/info?disk_id={did}&stale=true"), timeout=10)
-            if r.status_code != 200 or (r.json()["host"], r.json()["path"]) != (host, path):
-                missing.append((did, r.status_code))
+        disks = {}
+        marker = 0
+        while True:
+            r = s.get(cc.url(i, f"/disk/list?count=200&marker={marker}&stale=true"), timeout=20)
+            page = r.json()
+            for d in page["disks"] or []:
+                disks[d["disk_id"]] = (d["host"], d["path"])
+            if not page["disks"]:
+                break
+            marker = page["marker"]
+        missing = [d for d, hp in sorted(work.acked_disks.items()) if disks.get(d) != hp]
         if missing:
             anomalies.add("lost", f"node {i}: {len(missing)} acknowledged disks missing, e.g. "
                           f"{missing[:5]}")
-        missing = []
-        for vid in sorted(work.volumes):
-            r = s.get(cc.url(i, f"/volume/get?vid={vid}&stale=true"), timeout=10)
-            if r.status_code != 200 or r.json().get("vid") != vid:
-                missing.append((vid, r.status_code))
+        vols = set()
+        marker = 0
+        while True:
+            r = s.get(cc.url(i, f"/volume/list?count=500&marker={marker}&stale=true"), timeout=20)
+            if r.status_code == 404:  # a build without volumes
+                break
+            page = r.json()
+            if not page["volumes"]:
+                break
+            vols.update(v["vid"] for v in page["volumes"])
+            marker = page["marker"]
+        missing = sorted(work.volumes - vols)
         if missing:
             anomalies.add("lost", f"node {i}: {len(missing)} allocated volumes missing, e.g. "
                           f"{missing[:5]}")
@@ -1432,7 +1451,12 @@ def write_report(res, path):
                  f"{res['leases']['volumes']} volumes, checked never held by two callers at once "
                  f"(volumes: {res.get('volumes')})")
     L.append(f"- state digests after healing: {res.get('digest')}")
-    L.append(f"- unexpected exits: {res['exits'] or 'none'}")
+    by_status = {}
+    for e in res["exits"]:
+        by_status[e["status"]] = by_status.get(e["status"], 0) + 1
+    L.append("- nodes that exited on their own: " + (", ".join(
+        f"{n} with status {st}" for st, n in sorted(by_status.items(), key=str)) or "none") +
+        " (status 1 after a storage fault is the expected stop; anything else is an anomaly)")
     L += ["", f"## Anomalies: {len(res['anomalies'])}", ""]
     for a in res["anomalies"]:
         L.append(f"- [{a['kind']}] {a['msg']}")
