@@ -3,7 +3,14 @@
 
 PKGS := raft libuv libmicrohttpd libcurl json-c zlib libcrypto gnutls
 CC ?= cc
-ifeq ($(SAN),1)
+ifeq ($(FUZZ),1)
+# libFuzzer targets (tests/fuzz): everything built by clang with coverage and sanitizers
+CC := clang
+BUILD ?= build-fuzz
+OPT ?= -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+	-fno-sanitize-recover=undefined
+LDSAN := -fsanitize=address,undefined
+else ifeq ($(SAN),1)
 BUILD ?= build-san
 OPT ?= -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDSAN := -fsanitize=address,undefined
@@ -35,9 +42,16 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/tools/%)
+# storage fault injection for chaos runs, preloaded into a node (never sanitized itself)
+FAULTIO := $(BUILD)/tests/libfaultio.so
+# fuzz targets (tests/fuzz): libFuzzer binaries under FUZZ=1, replay drivers in every build
+FUZZ_NAMES := $(sort $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c)))
+REPLAY_BIN := $(FUZZ_NAMES:%=$(BUILD)/tests/replay_%)
+FUZZ_BIN := $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
 
 
-.PHONY: all clean test unit cluster tools bench-tools test-san fmt fmt-check deps run
+.PHONY: all clean test unit cluster tools bench-tools test-san fmt fmt-check deps run chaos fuzz \
+	fuzz-ci fuzz-run
 all: $(BUILD)/clustermgr $(BUILD)/blobnode-sim $(BUILD)/cmctl
 
 $(BUILD)/obj/%.o: %.c
@@ -79,21 +93,75 @@ $(BUILD)/tests/tools/%: tests/tools/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(LDLIBS)
 
-tools: $(TOOL_BIN)
+$(FAULTIO): tests/chaos/faultio.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -shared -fPIC -o $@ $< -ldl
 
-unit: $(UNIT_BIN)
+tools: $(TOOL_BIN) $(FAULTIO)
+
+FUZZ_DEPS := $(wildcard tests/fuzz/*.c tests/fuzz/*.h)
+$(BUILD)/tests/replay_%: tests/fuzz/fuzz_%.c $(FUZZ_DEPS) $(BUILD)/libcm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(LDSAN) \
+		$(shell pkg-config --cflags json-c) -o $@ $< tests/fuzz/replay.c $(BUILD)/libcm.a $(LDLIBS)
+
+$(BUILD)/fuzz/%: tests/fuzz/fuzz_%.c $(FUZZ_DEPS) $(BUILD)/libcm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
+		$(shell pkg-config --cflags json-c) -o $@ $< $(BUILD)/libcm.a $(LDLIBS)
+
+# unit tests, then every fuzz target over its corpus (seeds and the inputs of past crashes)
+unit: $(UNIT_BIN) $(REPLAY_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@set -e; for t in $(FUZZ_NAMES); do $(BUILD)/tests/replay_$$t tests/fuzz/corpus/$$t; done
 
-cluster: $(BUILD)/clustermgr $(BUILD)/blobnode-sim $(BUILD)/cmctl $(TOOL_BIN)
-	CM_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q -x --basetemp=$(BUILD)/pytest-tmp tests/cluster $(PYTEST_ARGS)
+cluster: $(BUILD)/clustermgr $(BUILD)/blobnode-sim $(BUILD)/cmctl $(TOOL_BIN) $(FAULTIO)
+	CM_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q -x --basetemp=$(BUILD)/pytest-tmp tests/cluster tests/chaos $(PYTEST_ARGS)
+
+# Fuzzing (tests/fuzz/README.md). `make fuzz FUZZ_TIME=600` runs every target that long, growing
+# build-fuzz/corpus/<target> from the seeds; crashes land in build-fuzz/crashes/. `make fuzz-ci`
+# is the short deterministic run of `make test`: a fixed number of runs from a fixed seed,
+# starting from the checked-in corpus only.
+FUZZ_TIME ?= 60
+FUZZ_RUNS ?= 10000
+fuzz:
+	$(MAKE) FUZZ=1 fuzz-run FUZZ_WORK=corpus \
+		FUZZ_ARGS="-max_total_time=$(FUZZ_TIME) -timeout=10 -print_final_stats=1"
+
+fuzz-ci:
+	$(MAKE) FUZZ=1 fuzz-run FUZZ_WORK=ci-corpus FUZZ_FRESH=1 \
+		FUZZ_ARGS="-runs=$(FUZZ_RUNS) -seed=1 -timeout=10 -print_final_stats=1"
+
+fuzz-run: $(FUZZ_BIN)
+	@set -e; for t in $(FUZZ_NAMES); do \
+		work=$(BUILD)/$(FUZZ_WORK)/$$t; \
+		if [ -n "$(FUZZ_FRESH)" ]; then rm -rf $$work; fi; \
+		mkdir -p $$work $(BUILD)/crashes/$$t; \
+		echo "== fuzz $$t"; \
+		$(BUILD)/fuzz/$$t -artifact_prefix=$(BUILD)/crashes/$$t/ $(FUZZ_ARGS) \
+			$$work tests/fuzz/corpus/$$t > $(BUILD)/fuzz-$$t.log 2>&1 \
+			|| { tail -60 $(BUILD)/fuzz-$$t.log; exit 1; }; \
+		grep -E "^(INFO: Seed|stat::number_of_executed_units|stat::new_units_added|#[0-9]+ *DONE)" \
+			$(BUILD)/fuzz-$$t.log; \
+	done
+
+# A chaos campaign (tests/chaos/README.md): `make chaos SEED=7 DURATION=1800 NODES=5`; the report
+# goes to $(BUILD)/chaos/report-<seed>.md (and .json). SAN=1 runs the sanitizer build.
+SEED ?= 1
+DURATION ?= 600
+NODES ?= 5
+chaos: $(BUILD)/clustermgr $(FAULTIO)
+	CM_BUILD=$(BUILD) /usr/bin/python3 tests/chaos/chaos.py --seed $(SEED) --duration $(DURATION) \
+		--nodes $(NODES) --report $(BUILD)/chaos/report-$(SEED).md $(CHAOS_ARGS)
 
 # The whole suite, as CI runs it: formatting, unit and cluster tests, then both again under
-# ASan+UBSan.
+# ASan+UBSan, then a short deterministic libFuzzer run of every fuzz target.
 test: deps
 	$(MAKE) fmt-check
 	$(MAKE) unit
 	$(MAKE) cluster
 	$(MAKE) test-san
+	$(MAKE) fuzz-ci
 
 test-san:
 	$(MAKE) SAN=1 unit
@@ -113,6 +181,6 @@ fmt-check:
 	clang-format --dry-run -Werror $(C_FILES)
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(SIM_OBJ:.o=.d) $(CMCTL_OBJ:.o=.d)

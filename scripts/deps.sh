@@ -6,9 +6,9 @@ set -eu
 PKGS="build-essential pkg-config libraft-dev libuv1-dev libmicrohttpd-dev libcurl4-openssl-dev \
 libjson-c-dev zlib1g-dev libbsd-dev libssl-dev libgnutls28-dev libcmocka-dev python3 \
 python3-pytest python3-requests curl openssl clang-format prometheus chromium python3-websocket \
-fonts-dejavu-core"
+fonts-dejavu-core clang libclang-rt-14-dev"
 # openssl: test certificates; prometheus: promtool checks /metrics; chromium, python3-websocket,
-# fonts: the dashboard test.
+# fonts: the dashboard test; clang, libclang-rt-14-dev: the libFuzzer targets (make fuzz-ci).
 
 missing=""
 for p in $PKGS; do

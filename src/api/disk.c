@@ -357,7 +357,7 @@ void h_disk_add(struct cm_job *j)
     bool terminal = d->status == CM_DISK_REPAIRED || d->status == CM_DISK_DROPPED;
     if ((!terminal && cm_disk_hostpath_owner(fsm, d->host, d->path) != 0) ||
         d->cluster_id != cfg->cluster_id || !cm_config_has_idc(cfg, d->idc) || d->disk_id == 0 ||
-        d->disk_id > cm_scope_current(fsm, "diskid")) {
+        d->disk_id > CM_DISK_ID_MAX || d->disk_id > cm_scope_current(fsm, "diskid")) {
         cm_reply_code(j, CM_ERR_ILLEGAL_ARGUMENTS);
         return;
     }

@@ -116,5 +116,5 @@ const struct cm_route *cm_routes(size_t *n)
 
 const struct cm_config *cm_job_cfg(struct cm_job *j)
 {
-    return cm_node_cfg(j->node);
+    return j->cfg;
 }

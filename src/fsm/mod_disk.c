@@ -889,7 +889,7 @@ static void apply_add(struct cm_fsm *fsm, struct disk_state *st, struct cm_dec *
         res->code = CM_ERR_EXIST;
         return;
     }
-    if (r.id == 0 || r.id > cm_scope_current(fsm, "diskid") ||
+    if (r.id == 0 || r.id > CM_DISK_ID_MAX || r.id > cm_scope_current(fsm, "diskid") ||
         (!terminal(r.status) && hp_owner(st, host, path) != 0)) {
         CM_WARN("disk", "not adding disk %u: id never allocated or host+path in use", r.id);
         res->code = CM_ERR_ILLEGAL_ARGUMENTS;
@@ -1211,7 +1211,11 @@ static int disk_snap_load(struct cm_fsm *fsm, void *state, struct cm_dec *d, cha
         r.last_expire_ns = cm_get_i64(d);
         if (d->err)
             break;
-        if (r.id <= prev || status_seq(r.status) < 0) {
+        /* the bounds apply keeps (so that no sum over the disks can overflow) */
+        bool numbers_ok = bytes_ok(r.used) && bytes_ok(r.free) && bytes_ok(r.size) &&
+                          chunks_ok(r.max_chunk) && chunks_ok(r.free_chunk) &&
+                          chunks_ok(r.used_chunk);
+        if (r.id <= prev || r.id > CM_DISK_ID_MAX || status_seq(r.status) < 0 || !numbers_ok) {
             snprintf(err, errlen, "disk record %" PRIu64 " (id %u) is invalid", i, r.id);
             return -1;
         }

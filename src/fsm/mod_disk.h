@@ -62,6 +62,11 @@ enum {
 #define CM_DISK_PATH_MAX 1024
 #define CM_DISK_TIME_MAX 64
 
+/* Disks are indexed by id in a dense table (as long as the largest id), so ids are bounded:
+ * 1..CM_DISK_ID_MAX, 16,777,216, far above the 200,000 disks the module is sized for. An add or a
+ * snapshot record beyond it is refused rather than sizing the table to up to 2^32 entries. */
+#define CM_DISK_ID_MAX (1u << 24)
+
 /* Bounds of the numbers of a disk (so that sums over every disk cannot overflow): bytes at most
  * 2^50 (1 PiB), chunk counts at most 2^32. */
 #define CM_DISK_BYTES_MAX (1LL << 50)

@@ -23,6 +23,7 @@ struct cm_route;
 struct cm_jlist;
 struct cm_http;
 struct cm_node;
+struct cm_config;
 
 enum cm_method { CM_GET = 1, CM_POST = 2, CM_PUT = 4, CM_DELETE = 8, CM_HEAD = 16 };
 
@@ -45,6 +46,7 @@ struct cm_job {
     struct MHD_Connection *conn;
     struct cm_http *http;
     struct cm_node *node;
+    const struct cm_config *cfg; /* the node's immutable config: what parsers may read */
     const struct cm_route *route;
     int method;
     char *uri;  /* raw request target, path and query, as sent */

@@ -105,6 +105,7 @@ static void *uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
     j->conn = conn;
     j->http = h;
     j->node = h->node;
+    j->cfg = h->cfg;
     j->uri = cm_strdup(uri ? uri : "/");
     j->start_us = cm_mono_us();
     j->id = atomic_fetch_add(&h->next_id, 1) + 1;

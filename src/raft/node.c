@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,6 +130,8 @@ struct cm_node {
     uint64_t conf_index_seen;
 
     bool removed;
+    bool storage_failed; /* raft could not write its log: stop at the end of the loop turn */
+    bool addr_warned;    /* warned that the configuration knows this node by another address */
     bool was_member;
     bool stopping;
     int exit_code;
@@ -136,6 +139,13 @@ struct cm_node {
     uint64_t last_wait_log_ms;
     uint64_t last_probe_ms;
     unsigned probes_inflight;
+
+    /* raft_uv's write operations, wrapped to notice storage failures */
+    int (*io_append)(struct raft_io *io, struct raft_io_append *req,
+                     const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
+    int (*io_snapshot_put)(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
+                           const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb);
+    struct io_wrap *io_abandoned; /* requests raft_uv failed synchronously but may still hold */
 
     /* snapshots */
     struct cm_snap_taken *snap_taken;
@@ -598,9 +608,10 @@ static void on_applied(void *arg, const struct cm_cmd *cmd, struct cm_result *re
     }
     while (n->heap_n && n->heap[0]->index <= index) {
         struct pending *p = heap_pop(n);
-        if (!p->resolved)
-            resolve(n, p, CM_PROPOSE_LOST, NULL);
-        free(p);
+        if (p->resolved)
+            free(p);
+        else
+            resolve(n, p, CM_PROPOSE_LOST, NULL); /* frees it: it left the heap */
     }
 }
 
@@ -963,6 +974,33 @@ static const char *state_name(unsigned short st)
     return "unavailable";
 }
 
+/* canonical raft answers a peer at the address the peer announces when it connects -- for this
+ * node, cfg->raft_addr: its entry in peers/learners, else derived from listen_ip, else from the
+ * IP of bind_addr, else 127.0.0.1 -- not at the address the configuration holds for it. When the
+ * two differ (a node added with /member/add under one address while it derives another), the
+ * answers to its votes and appends go elsewhere: it can follow, but never win an election or
+ * commit as leader. Say so once. */
+static void check_own_address(struct cm_node *n)
+{
+    struct raft_configuration *c = &n->raft.configuration;
+    for (unsigned i = 0; i < c->n; i++) {
+        if (c->servers[i].id != n->cfg->node_id)
+            continue;
+        if (strcmp(c->servers[i].address, n->cfg->raft_addr) != 0 && !n->addr_warned) {
+            n->addr_warned = true;
+            CM_WARN("node",
+                    "the cluster configuration has this node's raft address as %s, but it "
+                    "announces itself to its peers as %s (its entry in peers/learners, else "
+                    "listen_ip, else the IP of bind_addr, else 127.0.0.1), and raft answers a "
+                    "peer at the address it announces: votes and acknowledgements for this "
+                    "node would go to %s. Set raft_config.server_config.listen_ip (or its "
+                    "learners entry) so that the two match, and restart it",
+                    c->servers[i].address, n->cfg->raft_addr, n->cfg->raft_addr);
+        }
+        return;
+    }
+}
+
 static void observe(struct cm_node *n)
 {
     if (!n->raft_started)
@@ -1004,6 +1042,7 @@ static void observe(struct cm_node *n)
     if (ci != n->conf_index_seen && n->raft.configuration.n > 0) {
         n->conf_index_seen = ci;
         bool in = config_has(&n->raft.configuration, n->cfg->node_id, NULL);
+        check_own_address(n);
         if (in && !n->was_member) {
             n->was_member = true;
             char err[256];
@@ -1168,6 +1207,11 @@ struct json_object *cm_node_member_view(struct cm_node *n, uint64_t id)
 static void on_check(uv_check_t *c)
 {
     struct cm_node *n = c->data;
+    if (n->storage_failed && !n->stopping) {
+        n->exit_code = 1;
+        cm_node_stop(n, "storage failure");
+        return;
+    }
     observe(n);
     flush_batch(n);
     start_read_barrier(n);
@@ -1574,6 +1618,139 @@ static int fsm_restore(struct raft_fsm *f, struct raft_buffer *buf)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* storage failures                                                                            */
+
+/* raft_uv stops writing for good after a failed write (a full disk, an I/O error): every later
+ * append fails at once. raft itself carries on as a follower that can store nothing, so the node
+ * would linger forever, serving ever older state and never catching up. The write operations of
+ * the I/O interface are wrapped to notice the first failed append; the node then stops with exit
+ * status 1 (systemd restarts it; once the disk is fixed it recovers from what it had stored).
+ * A failed snapshot store is only logged: raft tries again later and the log stays intact.
+ *
+ * raft_uv 0.15 may also return an error from append (or snapshot_put) after it queued the
+ * request, when submitting the write fails: raft then frees its request, yet raft_uv can still
+ * complete it later. Such a request is marked abandoned here: its late completion is swallowed
+ * instead of reaching freed memory, and what is never completed is freed with the node. */
+
+struct io_wrap {
+    union {
+        struct raft_io_append append;
+        struct raft_io_snapshot_put put;
+    } req; /* what raft_uv sees */
+    void *orig;
+    void (*cb)(void);
+    struct cm_node *n;
+    bool abandoned;
+    struct io_wrap *next; /* on the node's abandoned list */
+};
+
+static struct cm_node *node_of_io(struct raft_io *io)
+{
+    return (struct cm_node *)(void *)((char *)io - offsetof(struct cm_node, io));
+}
+
+static struct io_wrap *io_wrap_new(struct cm_node *n, void *orig, void (*cb)(void))
+{
+    struct io_wrap *w = cm_calloc(1, sizeof *w);
+    w->req.append.data = w; /* `data` is the first member of both request types */
+    w->orig = orig;
+    w->cb = cb;
+    w->n = n;
+    return w;
+}
+
+static void io_wrap_abandon(struct io_wrap *w)
+{
+    w->abandoned = true;
+    w->next = w->n->io_abandoned;
+    w->n->io_abandoned = w;
+}
+
+/* A completion: true when it must reach raft (the request was not abandoned). */
+static bool io_wrap_done(struct io_wrap *w)
+{
+    if (!w->abandoned) {
+        free(w);
+        return true;
+    }
+    for (struct io_wrap **pp = &w->n->io_abandoned; *pp; pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    free(w);
+    return false;
+}
+
+static void storage_failed(struct cm_node *n, const char *what, int status)
+{
+    if (status == 0 || status == RAFT_CANCELED || n->stopping || n->storage_failed)
+        return;
+    n->storage_failed = true;
+    CM_ERROR("storage",
+             "%s in %s failed: %s (raft error %d%s%s); raft cannot write its log any more, so "
+             "the node stops (exit status 1): free space or repair the disk, then start it again",
+             what, n->cfg->data_dir, raft_strerror(status), status, n->io.errmsg[0] ? ": " : "",
+             n->io.errmsg);
+}
+
+static void snapshot_failed(struct cm_node *n, int status)
+{
+    if (status != 0 && status != RAFT_CANCELED && !n->stopping)
+        CM_WARN("storage", "storing a snapshot in %s failed: %s (raft error %d%s%s)",
+                n->cfg->data_dir, raft_strerror(status), status, n->io.errmsg[0] ? ": " : "",
+                n->io.errmsg);
+}
+
+static void io_append_cb(struct raft_io_append *req, int status)
+{
+    struct io_wrap *w = req->data;
+    struct cm_node *n = w->n;
+    struct raft_io_append *orig = w->orig;
+    raft_io_append_cb cb = (raft_io_append_cb)w->cb;
+    storage_failed(n, "appending to the raft log", status);
+    if (io_wrap_done(w))
+        cb(orig, status);
+}
+
+static int io_append(struct raft_io *io, struct raft_io_append *req,
+                     const struct raft_entry entries[], unsigned n_entries, raft_io_append_cb cb)
+{
+    struct cm_node *n = node_of_io(io);
+    struct io_wrap *w = io_wrap_new(n, req, (void (*)(void))cb);
+    int rv = n->io_append(io, &w->req.append, entries, n_entries, io_append_cb);
+    if (rv != 0) {
+        io_wrap_abandon(w);
+        storage_failed(n, "appending to the raft log", rv);
+    }
+    return rv;
+}
+
+static void io_snapshot_put_cb(struct raft_io_snapshot_put *req, int status)
+{
+    struct io_wrap *w = req->data;
+    struct cm_node *n = w->n;
+    struct raft_io_snapshot_put *orig = w->orig;
+    raft_io_snapshot_put_cb cb = (raft_io_snapshot_put_cb)w->cb;
+    snapshot_failed(n, status);
+    if (io_wrap_done(w))
+        cb(orig, status);
+}
+
+static int io_snapshot_put(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
+                           const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    struct cm_node *n = node_of_io(io);
+    struct io_wrap *w = io_wrap_new(n, req, (void (*)(void))cb);
+    int rv = n->io_snapshot_put(io, trailing, &w->req.put, snapshot, io_snapshot_put_cb);
+    if (rv != 0) {
+        io_wrap_abandon(w);
+        snapshot_failed(n, rv);
+    }
+    return rv;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* start-up                                                                                    */
 
 static int check_port_free(const char *ip, uint16_t port, const char *what, char *err,
@@ -1730,6 +1907,10 @@ int cm_node_init(struct cm_node **out, struct cm_config *cfg, char *err, size_t 
     }
     n->io.version = 2; /* enables async snapshots (fsm v3); raft_uv_init leaves it at 1 */
     raft_uv_set_connect_retry_delay(&n->io, 200);
+    n->io_append = n->io.append;
+    n->io.append = io_append;
+    n->io_snapshot_put = n->io.snapshot_put;
+    n->io.snapshot_put = io_snapshot_put;
 
     n->fsm_if.version = 3;
     n->fsm_if.data = n;
@@ -1950,6 +2131,11 @@ void cm_node_free(struct cm_node *n)
     free(n->bpend);
     if (n->snap_taken)
         cm_fsm_snap_drop(n->snap_taken);
+    while (n->io_abandoned) {
+        struct io_wrap *w = n->io_abandoned;
+        n->io_abandoned = w->next;
+        free(w);
+    }
     cm_fsm_free(n->fsm);
     pthread_mutex_destroy(&n->qlock);
     free(n);

@@ -3,6 +3,7 @@
 #include "testutil.h"
 
 #include <json-c/json.h>
+#include <zlib.h>
 
 #include "../../src/fsm/fsm.h"
 #include "../../src/fsm/mod_disk.h"
@@ -684,6 +685,104 @@ static void test_garbage_payloads(void **state)
     cm_fsm_free(fsm);
 }
 
+/* Found by fuzzing snapshot restore: a record with a disk id near 2^32 made the dense table
+ * grow to 2^32 entries (an allocation of 32 GiB, and an abort). Such ids are refused, by a
+ * snapshot load and by an add. */
+static void test_disk_id_bound(void **state)
+{
+    (void)state;
+    struct cm_fsm *fsm = new_fsm(&cfg);
+    struct cm_buf b = {0};
+    cm_put_str(&b, "diskid");
+    cm_put_u64(&b, UINT32_MAX);
+    assert_int_equal(apply_at(fsm, CM_MOD_SCOPE, CM_SCOPE_OP_ALLOC, &b, T0), 0);
+    assert_int_equal(add(fsm, UINT32_MAX - 1, "h", "/big", GIB), CM_ERR_ILLEGAL_ARGUMENTS);
+    assert_int_equal(add(fsm, CM_DISK_ID_MAX + 1, "h", "/big", GIB), CM_ERR_ILLEGAL_ARGUMENTS);
+    assert_int_equal(add(fsm, CM_DISK_ID_MAX, "h", "/max", GIB), 0);
+    assert_int_equal(cm_disk_count(fsm), 1);
+    check(fsm);
+    /* a snapshot record beyond the bound is refused and the state kept */
+    struct cm_buf snap = {0};
+    cm_fsm_snapshot(fsm, &snap);
+    struct cm_fsm *other = new_fsm(&cfg);
+    char err[256];
+    assert_int_equal(cm_fsm_restore(other, snap.data, snap.len, err, sizeof err), 0);
+    assert_int_equal(cm_disk_count(other), 1);
+    uint8_t *p = memmem(snap.data, snap.len, "\x01\x00\x00\x00\x00\x00\x00\x01", 8);
+    assert_non_null(p); /* the disk record: u32 id 2^24, u32 cluster id 1 */
+    cm_wbe32(p, UINT32_MAX - 1);
+    cm_wbe32((uint8_t *)snap.data + snap.len - 4,
+             (uint32_t)crc32(0L, (const Bytef *)snap.data, (uInt)(snap.len - 4)));
+    assert_int_equal(cm_fsm_restore(other, snap.data, snap.len, err, sizeof err), -1);
+    assert_non_null(strstr(err, "disk record 0"));
+    assert_int_equal(cm_disk_count(other), 1);
+    assert_true(cm_disk_get(other, CM_DISK_ID_MAX, NULL));
+    cm_buf_free(&snap);
+    cm_fsm_free(other);
+    cm_fsm_free(fsm);
+}
+
+/* A snapshot stream with only a disk section holding one record with these numbers. */
+static void disk_snapshot(struct cm_buf *out, int64_t size, int64_t max_chunk, int64_t used_chunk)
+{
+    struct cm_buf sec = {0};
+    cm_put_uvar(&sec, 1);
+    cm_put_u32(&sec, 1); /* id */
+    cm_put_u32(&sec, 1); /* cluster */
+    cm_put_str(&sec, "z0");
+    cm_put_str(&sec, "r0");
+    cm_put_str(&sec, "h");
+    cm_put_str(&sec, "/p");
+    cm_put_u8(&sec, CM_DISK_NORMAL);
+    cm_put_u8(&sec, 0); /* readonly */
+    cm_put_u8(&sec, 0); /* dropping */
+    cm_put_str(&sec, "");
+    cm_put_str(&sec, "");
+    int64_t nums[] = {0, size, size, max_chunk, max_chunk, used_chunk, 0, 0};
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
+        cm_put_u64(&sec, (uint64_t)nums[i]);
+    cm_buf_append(out, "CMSNAP01", 8);
+    cm_put_u32(out, 1);
+    cm_put_u8(out, CM_MOD_DISK);
+    cm_put_u64(out, sec.len);
+    cm_buf_append(out, sec.data, sec.len);
+    cm_put_u32(out, (uint32_t)crc32(0L, (const Bytef *)out->data, (uInt)out->len));
+    cm_buf_free(&sec);
+}
+
+/* Found by fuzzing snapshot restore: records were loaded with any numbers, so sums over the
+ * disks (space_stat, placement weights) overflowed -- undefined behaviour. A record is held to
+ * the bounds apply keeps: bytes in 0..2^50, chunk counts in 0..2^32. */
+static void test_snapshot_numbers_bounded(void **state)
+{
+    (void)state;
+    struct {
+        int64_t size, max_chunk, used_chunk;
+        int rc;
+    } cases[] = {
+        {GIB, 64, 1, 0},
+        {CM_DISK_BYTES_MAX, CM_DISK_CHUNKS_MAX, CM_DISK_CHUNKS_MAX, 0},
+        {CM_DISK_BYTES_MAX + 1, 64, 1, -1},
+        {-1, 64, 1, -1},
+        {INT64_MAX, 64, 1, -1},
+        {GIB, CM_DISK_CHUNKS_MAX + 1, 1, -1},
+        {GIB, 64, -1, -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct cm_fsm *fsm = new_fsm(&cfg);
+        struct cm_buf snap = {0};
+        disk_snapshot(&snap, cases[i].size, cases[i].max_chunk, cases[i].used_chunk);
+        char err[256];
+        assert_int_equal(cm_fsm_restore(fsm, snap.data, snap.len, err, sizeof err), cases[i].rc);
+        assert_int_equal(cm_disk_count(fsm), cases[i].rc == 0);
+        check(fsm);
+        struct json_object *ss = cm_disk_space_stat(fsm, T0);
+        json_object_put(ss);
+        cm_buf_free(&snap);
+        cm_fsm_free(fsm);
+    }
+}
+
 /* ---- space_stat ---- */
 
 static void test_space_stat_exact(void **state)
@@ -1091,6 +1190,8 @@ int main(void)
         cmocka_unit_test(test_list_order_and_paging),
         cmocka_unit_test(test_snapshot_roundtrip),
         cmocka_unit_test(test_garbage_payloads),
+        cmocka_unit_test(test_disk_id_bound),
+        cmocka_unit_test(test_snapshot_numbers_bounded),
         cmocka_unit_test(test_space_stat_exact),
         cmocka_unit_test(test_placement_distribution),
         cmocka_unit_test(test_placement_constraints),
