@@ -146,7 +146,7 @@ def main():
         for name, conc, r in rows:
             print(f"| {name} | {conc} | {r['heartbeats_per_s']:.0f} | {r['disks_per_s']:.0f} | "
                   f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['p999_ms']:.2f} | {r['errors']} |")
-        print(f"\nRSS after the capacity runs (10,000 disks): "
+        print("\nRSS after the capacity runs (10,000 disks): "
               + ", ".join(f"node {i + 1} {m:.0f} MiB" for i, m in enumerate(rss_cap)))
     if sc:
         print(f"\n{sc['disks']} disks registered in {sc['register_s']:.1f} s; RSS per node: "

@@ -1,7 +1,6 @@
 """Membership: add a learner, promote it, transfer leadership, remove members."""
 import time
 
-import pytest
 
 
 def peers_of(c, lid):

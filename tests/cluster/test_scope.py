@@ -1,6 +1,5 @@
 """Id scopes: /bid/alloc and /diskid/alloc hand out ranges that never overlap."""
 import json
-import signal
 import threading
 import time
 

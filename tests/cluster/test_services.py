@@ -1,6 +1,5 @@
 """The service registry: register, unregister, heartbeat, get, list (spec §5.3, fixtures 35-38),
 and expiry stamped by the proposer."""
-import json
 import time
 
 import pytest
