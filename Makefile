@@ -51,7 +51,7 @@ FUZZ_BIN := $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
 
 
 .PHONY: all clean test unit cluster tools bench-tools test-san fmt fmt-check deps run chaos fuzz \
-	fuzz-ci fuzz-run
+	fuzz-ci fuzz-run bench bench-deps bench-etcd bench-knobs
 all: $(BUILD)/clustermgr $(BUILD)/blobnode-sim $(BUILD)/cmctl
 
 $(BUILD)/obj/%.o: %.c
@@ -169,6 +169,23 @@ test-san:
 
 deps:
 	@scripts/deps.sh
+
+# Benchmarks (bench/README.md), never part of `make test`: each starts its own clusters on free
+# loopback ports and prints one RESULT line per run and a markdown table. `make bench` runs the
+# domain benchmarks, `make bench-etcd` the side by side with etcd 3.4, `make bench-knobs` what
+# group commit and read batching buy. BENCH_ARGS passes options to the script(s).
+BENCH_PY = /usr/bin/python3
+bench-deps:
+	@scripts/deps.sh --bench
+bench: bench-deps all bench-tools
+	$(BENCH_PY) bench/bench_core.py $(BENCH_ARGS)
+	$(BENCH_PY) bench/bench_services.py $(BENCH_ARGS)
+	$(BENCH_PY) bench/bench_disks.py $(BENCH_ARGS)
+	$(BENCH_PY) bench/bench_volumes.py $(BENCH_ARGS)
+bench-etcd: bench-deps all
+	$(BENCH_PY) bench/bench_etcd.py $(BENCH_ARGS)
+bench-knobs: bench-deps all
+	$(BENCH_PY) bench/bench_knobs.py $(BENCH_ARGS)
 
 run:
 	scripts/run-local.sh

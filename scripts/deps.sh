@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install the Debian packages clustermgr needs to build, run and test, when any is missing.
 # Safe to run repeatedly: it only calls apt-get when something is absent.
+# `scripts/deps.sh --bench` also installs what the benchmarks drive and compare with.
 set -eu
 
 PKGS="build-essential pkg-config libraft-dev libuv1-dev libmicrohttpd-dev libcurl4-openssl-dev \
@@ -9,6 +10,9 @@ python3-pytest python3-requests curl openssl clang-format prometheus chromium py
 fonts-dejavu-core clang libclang-rt-14-dev"
 # openssl: test certificates; prometheus: promtool checks /metrics; chromium, python3-websocket,
 # fonts: the dashboard test; clang, libclang-rt-14-dev: the libFuzzer targets (make fuzz-ci).
+if [ "${1:-}" = "--bench" ]; then
+    PKGS="$PKGS wrk etcd-server etcd-client"  # the load generator; etcd for bench/bench_etcd.py
+fi
 
 missing=""
 for p in $PKGS; do
