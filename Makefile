@@ -78,7 +78,10 @@ $(BUILD)/blobnode-sim: $(SIM_OBJ) $(BUILD)/libcm.a
 	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
 
 # bench/volgen: builds large volume states for the benchmarks (not part of `all`)
-bench-tools: $(BUILD)/volgen
+bench-tools: $(BUILD)/volgen $(BUILD)/loadgen
+$(BUILD)/loadgen: bench/loadgen.c
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o $@ $< -lpthread
 $(BUILD)/volgen: $(BUILD)/obj/bench/volgen.o $(BUILD)/libcm.a
 	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
 
@@ -182,9 +185,9 @@ bench: bench-deps all bench-tools
 	$(BENCH_PY) bench/bench_services.py $(BENCH_ARGS)
 	$(BENCH_PY) bench/bench_disks.py $(BENCH_ARGS)
 	$(BENCH_PY) bench/bench_volumes.py $(BENCH_ARGS)
-bench-etcd: bench-deps all
+bench-etcd: bench-deps all bench-tools
 	$(BENCH_PY) bench/bench_etcd.py $(BENCH_ARGS)
-bench-knobs: bench-deps all
+bench-knobs: bench-deps all bench-tools
 	$(BENCH_PY) bench/bench_knobs.py $(BENCH_ARGS)
 
 run:

@@ -6,8 +6,11 @@ Workloads, each at every connection count, repeated and the median shown:
   - replicated small writes: our POST /kv/set  vs  etcd's JSON gateway POST /v3/kv/put
   - linearizable reads:      our GET /kv/get/k vs  etcd's POST /v3/kv/range (linearizable default)
 
-usage: bench/bench_etcd.py [--conns 1,16,64,256] [--duration 10] [--repeat 3] [--target leader]
-                           [--only ours|etcd] [--build build]
+usage: bench/bench_etcd.py [--conns 1,16,64,256] [--duration 10] [--repeat 3]
+                           [--only ours|etcd] [--client loadgen|wrk] [--build build]
+Both systems are driven through their leader by the same load generator (build/loadgen, from
+bench/loadgen.c: exact percentiles from every request's latency); --client wrk uses wrk and the
+scripts of bench/wrk/ instead.
 Prints one RESULT line per run and a markdown table with the ratio ours/etcd per row, plus RSS
 per node (idle and under load) and CPU seconds per 1,000 writes.
 """
@@ -110,6 +113,39 @@ def wrk(url, script, conns, duration):
     return r
 
 
+# The workloads, for bench/loadgen.c ({key}: bench/<connection>/<n mod 10000>, {key64} its
+# base64, {value64} 64 bytes in base64) and as wrk scripts (--client wrk) with the same requests.
+READ_KEY64 = base64.b64encode(b"bench-read-key").decode()
+WORKLOADS = {
+    "kv_set": ("kv_set.lua", "POST", "/kv/set", '{"key":"{key}","value":"{value64}"}'),
+    "kv_get": ("kv_get.lua", "GET", "/kv/get/bench-read-key", None),
+    "etcd_put": ("etcd_put.lua", "POST", "/v3/kv/put", '{"key":"{key64}","value":"{value64}"}'),
+    "etcd_range": ("etcd_range.lua", "POST", "/v3/kv/range", '{"key":"%s"}' % READ_KEY64),
+}
+
+
+def loadgen(url, method, path, body, conns, duration, build="build", label=None):
+    """One run of bench/loadgen.c; returns its RESULT fields as floats."""
+    cmd = [os.path.join(HERE, "..", build, "loadgen"), "--url", url, "--conns", str(conns),
+           "--duration", str(duration), "--method", method, "--path", path]
+    if body is not None:
+        cmd += ["--body", body]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
+    m = re.search(r"RESULT (.*)", out)
+    if not m:
+        raise RuntimeError("loadgen gave no result:\n" + out)
+    r = dict((k, float(v)) for k, v in (kv.split("=") for kv in m.group(1).split()))
+    log(f"RESULT url={url} workload={label or path} conns={conns} {m.group(1)}")
+    return r
+
+
+def load(client, url, workload, conns, duration, build="build"):
+    script, method, path, body = WORKLOADS[workload]
+    if client == "wrk":
+        return wrk(url, script, conns, duration)
+    return loadgen(url, method, path, body, conns, duration, build, label=workload)
+
+
 def proc_stat(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -126,6 +162,8 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--only", choices=["ours", "etcd"], default=None)
+    ap.add_argument("--client", choices=["loadgen", "wrk"], default="loadgen",
+                    help="load generator: bench/loadgen.c (default) or wrk with bench/wrk/*.lua")
     ap.add_argument("--build", default=os.environ.get("CM_BUILD", "build"))
     args = ap.parse_args()
     conns = [int(x) for x in args.conns.split(",")]
@@ -141,8 +179,8 @@ def main():
             url = f"http://{etcd.client(li)}"
             http_json(url + "/v3/kv/put", {"key": base64.b64encode(b"bench-read-key").decode(),
                                            "value": base64.b64encode(b"v" * 64).decode()})
-            systems["etcd"] = {"url": url, "pids": etcd.pids(), "write": "etcd_put.lua",
-                               "read": "etcd_range.lua"}
+            systems["etcd"] = {"url": url, "pids": etcd.pids(), "write": "etcd_put",
+                               "read": "etcd_range"}
         if args.only != "etcd":
             log("starting clustermgr (3 nodes)...")
             ours = Cluster(nodes=3, binary=os.path.join(HERE, "..", args.build, "clustermgr"),
@@ -155,7 +193,7 @@ def main():
                 raise RuntimeError(f"clustermgr has no KV store here: {r.status_code} {r.text}")
             systems["ours"] = {"url": f"http://{ours.http(lid)}",
                                "pids": [p.pid for p in ours.procs.values()],
-                               "write": "kv_set.lua", "read": "kv_get.lua"}
+                               "write": "kv_set", "read": "kv_get"}
 
         results = {}  # (system, kind, conns) -> list of runs
         usage = {}
@@ -166,7 +204,7 @@ def main():
                 for kind in ("write", "read"):
                     for name, s in systems.items():
                         before = [proc_stat(p) for p in s["pids"]]
-                        r = wrk(s["url"], s[kind], c, args.duration)
+                        r = load(args.client, s["url"], s[kind], c, args.duration, args.build)
                         after = [proc_stat(p) for p in s["pids"]]
                         cpu = sum(a[0] - b[0] for a, b in zip(after, before))
                         r["cpu_per_1000"] = cpu / max(1, r["requests"]) * 1000

@@ -5,8 +5,8 @@
   - read batching: max_reads_per_barrier 0 (default: every waiting read on one barrier) vs 1
   - cluster size: KV writes and linearizable reads with 1, 3 and 5 nodes
 
-Each row is a fresh cluster; wrk drives the leader. usage: bench/bench_knobs.py [--duration 8]
-[--conns 64] [--build build]
+Each row is a fresh cluster; build/loadgen (or wrk, --client wrk) drives the leader.
+usage: bench/bench_knobs.py [--duration 8] [--conns 64] [--client loadgen|wrk] [--build build]
 """
 import argparse
 import base64
@@ -16,7 +16,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "cluster"))
-from bench_etcd import wrk  # noqa: E402
+from bench_etcd import load  # noqa: E402
 from cmcluster import Cluster  # noqa: E402
 
 
@@ -29,8 +29,8 @@ def run(label, nodes, server_extra, args, rows):
         lid = c.wait_leader()
         c.post(lid, "/kv/set", {"key": "bench-read-key", "value": base64.b64encode(b"v" * 64).decode()})
         url = f"http://{c.http(lid)}"
-        w = wrk(url, "kv_set.lua", args.conns, args.duration)
-        r = wrk(url, "kv_get.lua", args.conns, args.duration)
+        w = load(args.client, url, "kv_set", args.conns, args.duration, args.build)
+        r = load(args.client, url, "kv_get", args.conns, args.duration, args.build)
         st = c.get(lid, "/metrics").text
         rows.append((label, w, r))
         print(f"{label}: write {w['ops']:.0f}/s p99 {w['p99_ms']:.1f} ms, "
@@ -44,6 +44,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--client", choices=["loadgen", "wrk"], default="loadgen")
     ap.add_argument("--build", default=os.environ.get("CM_BUILD", "build"))
     args = ap.parse_args()
     rows = []
