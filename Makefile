@@ -118,7 +118,8 @@ unit: $(UNIT_BIN) $(REPLAY_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 	@set -e; for t in $(FUZZ_NAMES); do $(BUILD)/tests/replay_$$t tests/fuzz/corpus/$$t; done
 
-cluster: $(BUILD)/clustermgr $(BUILD)/blobnode-sim $(BUILD)/cmctl $(TOOL_BIN) $(FAULTIO)
+cluster: $(BUILD)/clustermgr $(BUILD)/blobnode-sim $(BUILD)/cmctl $(TOOL_BIN) $(FAULTIO) \
+		$(BUILD)/loadgen
 	CM_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q -x --basetemp=$(BUILD)/pytest-tmp tests/cluster tests/chaos $(PYTEST_ARGS)
 
 # Fuzzing (tests/fuzz/README.md). `make fuzz FUZZ_TIME=600` runs every target that long, growing

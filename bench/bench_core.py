@@ -3,32 +3,20 @@
 counts, and the time from kill -9 of the leader to a new leader.
 
 usage: bench/bench_core.py [--duration 10] [--clients 1,64] [--kills 5] [--build build]
-Prints a table and, per run, the wrk RESULT line.
+Prints a table and, per run, the load generator's RESULT line (bench/drive.py).
 """
 import argparse
 import os
-import re
 import signal
 import statistics
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "cluster"))
 from cmcluster import Cluster  # noqa: E402
+from drive import load  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def wrk(url, script, clients, duration):
-    threads = 1 if clients < 4 else 2
-    cmd = ["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{duration}s", "--latency",
-           "-s", os.path.join(HERE, "wrk", script), url]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
-    m = re.search(r"RESULT (.*)", out)
-    if not m:
-        raise RuntimeError("wrk gave no result:\n" + out)
-    return dict((k, float(v)) for k, v in (kv.split("=") for kv in m.group(1).split()))
 
 
 def main():
@@ -51,7 +39,7 @@ def main():
                                        ("config/get (linearizable) on leader", lid, "config_get.lua"),
                                        ("config/get (linearizable) on follower", follower, "config_get.lua")):
                 print(f"running {name} with {clients} client(s) for {args.duration}s...", flush=True)
-                r = wrk(f"http://{c.http(node)}", script, clients, args.duration)
+                r = load(f"http://{c.http(node)}", script[:-4], clients, args.duration)
                 rows.append((name, clients, r))
                 print(f"  ops/s {r['ops']:.0f}  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
                       f"errors {int(r['errors'])}", flush=True)

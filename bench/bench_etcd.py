@@ -18,7 +18,6 @@ import argparse
 import base64
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -30,6 +29,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "cluster"))
 from cmcluster import Cluster, pick_ports  # noqa: E402
+from drive import load  # noqa: E402
 
 
 def log(msg):
@@ -100,52 +100,6 @@ class Etcd:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def wrk(url, script, conns, duration):
-    threads = 1 if conns < 8 else 2
-    cmd = ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{duration}s", "--timeout", "10s",
-           "-s", os.path.join(HERE, "wrk", script), url]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
-    m = re.search(r"RESULT (.*)", out)
-    if not m:
-        raise RuntimeError("wrk gave no result:\n" + out)
-    r = dict((k, float(v)) for k, v in (kv.split("=") for kv in m.group(1).split()))
-    log(f"RESULT url={url} script={script} conns={conns} {m.group(1)}")
-    return r
-
-
-# The workloads, for bench/loadgen.c ({key}: bench/<connection>/<n mod 10000>, {key64} its
-# base64, {value64} 64 bytes in base64) and as wrk scripts (--client wrk) with the same requests.
-READ_KEY64 = base64.b64encode(b"bench-read-key").decode()
-WORKLOADS = {
-    "kv_set": ("kv_set.lua", "POST", "/kv/set", '{"key":"{key}","value":"{value64}"}'),
-    "kv_get": ("kv_get.lua", "GET", "/kv/get/bench-read-key", None),
-    "etcd_put": ("etcd_put.lua", "POST", "/v3/kv/put", '{"key":"{key64}","value":"{value64}"}'),
-    "etcd_range": ("etcd_range.lua", "POST", "/v3/kv/range", '{"key":"%s"}' % READ_KEY64),
-}
-
-
-def loadgen(url, method, path, body, conns, duration, build="build", label=None):
-    """One run of bench/loadgen.c; returns its RESULT fields as floats."""
-    cmd = [os.path.join(HERE, "..", build, "loadgen"), "--url", url, "--conns", str(conns),
-           "--duration", str(duration), "--method", method, "--path", path]
-    if body is not None:
-        cmd += ["--body", body]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout
-    m = re.search(r"RESULT (.*)", out)
-    if not m:
-        raise RuntimeError("loadgen gave no result:\n" + out)
-    r = dict((k, float(v)) for k, v in (kv.split("=") for kv in m.group(1).split()))
-    log(f"RESULT url={url} workload={label or path} conns={conns} {m.group(1)}")
-    return r
-
-
-def load(client, url, workload, conns, duration, build="build"):
-    script, method, path, body = WORKLOADS[workload]
-    if client == "wrk":
-        return wrk(url, script, conns, duration)
-    return loadgen(url, method, path, body, conns, duration, build, label=workload)
-
-
 def proc_stat(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -204,7 +158,7 @@ def main():
                 for kind in ("write", "read"):
                     for name, s in systems.items():
                         before = [proc_stat(p) for p in s["pids"]]
-                        r = load(args.client, s["url"], s[kind], c, args.duration, args.build)
+                        r = load(s["url"], s[kind], c, args.duration, args.client, args.build)
                         after = [proc_stat(p) for p in s["pids"]]
                         cpu = sum(a[0] - b[0] for a, b in zip(after, before))
                         r["cpu_per_1000"] = cpu / max(1, r["requests"]) * 1000

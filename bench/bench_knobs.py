@@ -16,7 +16,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "cluster"))
-from bench_etcd import load  # noqa: E402
+from drive import load  # noqa: E402
 from cmcluster import Cluster  # noqa: E402
 
 
@@ -29,8 +29,8 @@ def run(label, nodes, server_extra, args, rows):
         lid = c.wait_leader()
         c.post(lid, "/kv/set", {"key": "bench-read-key", "value": base64.b64encode(b"v" * 64).decode()})
         url = f"http://{c.http(lid)}"
-        w = load(args.client, url, "kv_set", args.conns, args.duration, args.build)
-        r = load(args.client, url, "kv_get", args.conns, args.duration, args.build)
+        w = load(url, "kv_set", args.conns, args.duration, args.client, args.build)
+        r = load(url, "kv_get", args.conns, args.duration, args.client, args.build)
         st = c.get(lid, "/metrics").text
         rows.append((label, w, r))
         print(f"{label}: write {w['ops']:.0f}/s p99 {w['p99_ms']:.1f} ms, "

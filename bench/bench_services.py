@@ -3,7 +3,7 @@
 through a follower (which forwards writes and asks the leader for a read index).
 
 usage: bench/bench_services.py [--duration 10] [--clients 64] [--build build]
-Prints a table and, per run, the wrk RESULT line.
+Prints a table and, per run, the load generator's RESULT line (bench/drive.py).
 """
 import argparse
 import os
@@ -11,7 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "cluster"))
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_core import wrk  # noqa: E402
+from drive import load  # noqa: E402
 from cmcluster import Cluster  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -39,7 +39,7 @@ def main():
                                        ("kv/get (linearizable) on leader", lid, "kv_get_one.lua"),
                                        ("kv/get (linearizable) on follower", follower, "kv_get_one.lua")):
                 print(f"running {name} with {clients} client(s) for {args.duration}s...", flush=True)
-                r = wrk(f"http://{c.http(node)}", script, clients, args.duration)
+                r = load(f"http://{c.http(node)}", script[:-4], clients, args.duration)
                 rows.append((name, clients, r))
                 print(f"  ops/s {r['ops']:.0f}  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
                       f"errors {int(r['errors'])}", flush=True)

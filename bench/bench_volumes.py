@@ -10,7 +10,7 @@
 
 usage: bench/bench_volumes.py [--duration 5] [--clients 1,16,64] [--volumes 100000]
                               [--big 1000000] [--skip-alloc] [--skip-big]
-Needs `make all bench-tools` and wrk.
+Needs `make all bench-tools` and wrk (volume/retain reads its tokens from a file, a wrk script).
 """
 import argparse
 import json
@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "cluster"))
 sys.path.insert(0, os.path.dirname(__file__))
-from bench_core import wrk  # noqa: E402
+from drive import load  # noqa: E402
 from cmcluster import Cluster  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -104,7 +104,7 @@ def bench_alloc_retain(args):
         for clients in [int(x) for x in args.clients.split(",")]:
             wait_until(lambda: c.stat(lid)["volume_stat"]["active_volume"] == 0, 60, "leases lapse")
             print(f"running volume/alloc with {clients} client(s) for {args.duration}s...", flush=True)
-            r = wrk(f"http://{c.http(lid)}", "volume_alloc.lua", clients, args.duration)
+            r = load(f"http://{c.http(lid)}", "volume_alloc", clients, args.duration)
             rows.append(("volume/alloc (count 1) on the leader", clients, r))
             print(f"  ops/s {r['ops']:.0f}  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
                   f"non-2xx {int(r['non2xx'])}", flush=True)
@@ -125,7 +125,7 @@ def bench_alloc_retain(args):
         os.environ["TOKENS_FILE"] = tf
         for clients in [int(x) for x in args.clients.split(",")]:
             print(f"running volume/retain with {clients} client(s) for {args.duration}s...", flush=True)
-            r = wrk(f"http://{c.http(lid)}", "volume_retain.lua", clients, args.duration)
+            r = load(f"http://{c.http(lid)}", "volume_retain", clients, args.duration)
             rows.append(("volume/retain (1 token) on the leader", clients, r))
             print(f"  ops/s {r['ops']:.0f}  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
                   f"non-2xx {int(r['non2xx'])}", flush=True)

@@ -5,7 +5,8 @@
  *           [--method POST] [--path /kv/set] [--body '{"key":"{key}","value":"{value64}"}']
  *
  * In --path and --body, {key} becomes bench/<connection>/<request number mod 10000>, {key64}
- * the base64 of that, and {value64} the base64 of 64 'v' bytes. Every request's latency (from
+ * the base64 of that, {id} <connection>-<request number mod 10000>, and {value64} the base64
+ * of 64 'v' bytes. Every request's latency (from
  * the first byte written to the last byte of the answer read, CLOCK_MONOTONIC) is kept, so the
  * percentiles are exact. A connection the server closes is reopened; that is not an error. */
 #include <arpa/inet.h>
@@ -77,8 +78,9 @@ static void b64(const char *in, size_t n, char *out)
 /* Expand the {key}, {key64} and {value64} tokens of tpl into out (at most cap bytes). */
 static size_t expand(const char *tpl, const struct conn *c, char *out, size_t cap)
 {
-    char key[64], key64[96], val[65], val64[96];
+    char key[64], key64[96], id[48], val[65], val64[96];
     snprintf(key, sizeof key, "bench/%d/%llu", c->id, (unsigned long long)(c->n % 10000));
+    snprintf(id, sizeof id, "%d-%llu", c->id, (unsigned long long)(c->n % 10000));
     b64(key, strlen(key), key64);
     memset(val, 'v', 64);
     b64(val, 64, val64);
@@ -90,6 +92,8 @@ static size_t expand(const char *tpl, const struct conn *c, char *out, size_t ca
             rep = key, skip = 5;
         else if (!strncmp(p, "{key64}", 7))
             rep = key64, skip = 7;
+        else if (!strncmp(p, "{id}", 4))
+            rep = id, skip = 4;
         else if (!strncmp(p, "{value64}", 9))
             rep = val64, skip = 9;
         if (rep) {
