@@ -43,17 +43,6 @@ static struct kv_args *new_args(struct cm_job *j)
     return a;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The key after `prefix` in the raw request path, percent-decoded. NULL after setting an
  * error response, or with *len 0 when the path has no key. */
 static char *path_key(struct cm_job *j, const char *prefix, size_t *len)
@@ -71,8 +60,8 @@ static char *path_key(struct cm_job *j, const char *prefix, size_t *len)
     for (size_t i = plen; i < end; i++) {
         char c = raw[i];
         if (c == '%') {
-            int h = i + 2 < end ? hexval(raw[i + 1]) : -1;
-            int l = h >= 0 ? hexval(raw[i + 2]) : -1;
+            int h = i + 2 < end ? cm_hexval(raw[i + 1]) : -1;
+            int l = h >= 0 ? cm_hexval(raw[i + 2]) : -1;
             if (l < 0) {
                 free(out);
                 cm_args_fail(j, "the key in the path has a malformed %%-escape");

@@ -175,3 +175,14 @@ int cm_args_q_str(struct cm_job *j, const char *name, bool required, size_t maxl
     *out = v;
     return 0;
 }
+
+int cm_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

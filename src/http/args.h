@@ -35,6 +35,9 @@ int cm_args_q_bool(struct cm_job *j, const char *name, bool required, bool *out)
 int cm_args_q_str(struct cm_job *j, const char *name, bool required, size_t maxlen,
                   const char **out);
 
+/* The value of a hexadecimal digit, -1 if c is not one (for %-escapes). */
+int cm_hexval(int c);
+
 /* Set a 400 Argument error. Always returns -1. */
 int cm_args_fail(struct cm_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

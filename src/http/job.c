@@ -128,3 +128,28 @@ const char *cm_method_name(int m)
     }
     return "OTHER";
 }
+
+void cm_job_free(struct cm_job *j)
+{
+    free(j->uri);
+    free(j->path);
+    for (size_t i = 0; i < j->n_qargs; i++) {
+        free(j->qargs[i].key);
+        free(j->qargs[i].value);
+    }
+    free(j->qargs);
+    cm_buf_free(&j->body);
+    free(j->xff);
+    free(j->auth_token);
+    free(j->req_id_hdr);
+    if (j->args && j->args_free)
+        j->args_free(j->args);
+    free(j->resp);
+    for (int i = 0; i < j->n_hdrs; i++)
+        free(j->hdrs[i].value);
+    if (j->stream && j->stream_free)
+        j->stream_free(j->stream);
+    if (j->hstate && j->hstate_free)
+        j->hstate_free(j->hstate);
+    free(j);
+}

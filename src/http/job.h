@@ -120,5 +120,7 @@ void cm_job_set_response(struct cm_job *j, int status, const char *ctype, char *
 void cm_job_set_error(struct cm_job *j, int status, const char *msg, const char *code);
 /* A clustermgr 9xx code or a generic HTTP error with its standard message (errors.h). */
 void cm_job_set_code(struct cm_job *j, int code);
+/* Free a job and everything it owns (arguments, response, stream and handler state). */
+void cm_job_free(struct cm_job *j);
 
 #endif

@@ -73,31 +73,6 @@ void cm_http_resume(struct cm_job *j)
     MHD_resume_connection(j->conn);
 }
 
-static void job_free(struct cm_job *j)
-{
-    free(j->uri);
-    free(j->path);
-    for (size_t i = 0; i < j->n_qargs; i++) {
-        free(j->qargs[i].key);
-        free(j->qargs[i].value);
-    }
-    free(j->qargs);
-    cm_buf_free(&j->body);
-    free(j->xff);
-    free(j->auth_token);
-    free(j->req_id_hdr);
-    if (j->args && j->args_free)
-        j->args_free(j->args);
-    free(j->resp);
-    for (int i = 0; i < j->n_hdrs; i++)
-        free(j->hdrs[i].value);
-    if (j->stream && j->stream_free)
-        j->stream_free(j->stream);
-    if (j->hstate && j->hstate_free)
-        j->hstate_free(j->hstate);
-    free(j);
-}
-
 static void *uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     struct cm_http *h = cls;
@@ -423,7 +398,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                  (unsigned long long)j->id);
         return;
     }
-    job_free(j);
+    cm_job_free(j);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)

@@ -35,17 +35,6 @@ static void init(void)
 #endif
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decoding as libmicrohttpd does it ('+' is a space in query arguments). */
 static char *decode(const char *s, size_t n, bool plus)
 {
@@ -53,8 +42,8 @@ static char *decode(const char *s, size_t n, bool plus)
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         int h, l;
-        if (s[i] == '%' && i + 2 < n && (h = hexval(s[i + 1])) >= 0 &&
-            (l = hexval(s[i + 2])) >= 0) {
+        if (s[i] == '%' && i + 2 < n && (h = cm_hexval(s[i + 1])) >= 0 &&
+            (l = cm_hexval(s[i + 2])) >= 0) {
             out[o++] = (char)(h * 16 + l);
             i += 2;
         } else
@@ -73,26 +62,6 @@ static void add_qarg(struct cm_job *j, const char *s, size_t n)
     struct cm_qarg *q = &j->qargs[j->n_qargs++];
     q->key = decode(s, eq ? (size_t)(eq - s) : n, true);
     q->value = eq ? decode(eq + 1, n - (size_t)(eq - s) - 1, true) : NULL;
-}
-
-static void job_free(struct cm_job *j)
-{
-    free(j->uri);
-    free(j->path);
-    for (size_t i = 0; i < j->n_qargs; i++) {
-        free(j->qargs[i].key);
-        free(j->qargs[i].value);
-    }
-    free(j->qargs);
-    cm_buf_free(&j->body);
-    if (j->args && j->args_free)
-        j->args_free(j->args);
-    free(j->resp);
-    for (int i = 0; i < j->n_hdrs; i++)
-        free(j->hdrs[i].value);
-    if (j->stream && j->stream_free)
-        j->stream_free(j->stream);
-    free(j);
 }
 
 #ifndef FUZZ_ROUTE
@@ -156,7 +125,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int allowed = 0;
     const struct cm_route *r = cm_route_lookup(j->path, j->method, &allowed);
     if (r == NULL) {
-        job_free(j);
+        cm_job_free(j);
         return 0;
     }
 #endif
@@ -184,6 +153,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             cm_log_set_level(CM_LOG_FATAL); /* POST /log/level may have changed it */
         }
     }
-    job_free(j);
+    cm_job_free(j);
     return 0;
 }
