@@ -17,7 +17,9 @@
 #define VPAGE 1024u /* volume records per page */
 #define UPAGE 4096u /* units per page */
 #define MODES 32u   /* code mode ids are below this */
-#define DISK_ID_LIMIT (1u << 26)
+/* disk ids are 1..CM_DISK_ID_MAX (mod_disk.h); the units-by-disk table is dense up to the highest
+ * id referenced, so a larger id in a snapshot would size it beyond any real cluster */
+#define DISK_ID_LIMIT (CM_DISK_ID_MAX + 1u)
 #define VID_STRIDE_MAX 1000000u /* a new vid is at most this far above every known one */
 
 /* ------------------------------------------------------------------------------------------ */

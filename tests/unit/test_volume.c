@@ -3,6 +3,8 @@
  * and the snapshot section (byte-identical round trip, copy-on-write while a snapshot is held). */
 #include "testutil.h"
 
+#include <zlib.h>
+
 #include "../../src/fsm/fsm.h"
 #include "../../src/fsm/mod_disk.h"
 #include "../../src/fsm/mod_scope.h"
@@ -818,6 +820,43 @@ static void test_malformed(void **state)
     cm_fsm_free(fsm);
 }
 
+/* Found by fuzzing snapshot restore: a disk id of 2^26 in the bad-disk set sized the
+ * units-by-disk table to 1.5 GiB. Ids beyond the disk module's bound are refused. */
+static void test_snapshot_disk_id_bound(void **state)
+{
+    (void)state;
+    struct cm_fsm *fsm = new_fsm(12);
+    make_volume(fsm, 1, 1);
+    assert_int_equal(disk_health(fsm, 5, true), 0);
+    struct cm_buf snap;
+    snapshot(fsm, &snap);
+    struct cm_fsm *other = new_fsm(12);
+    char err[256];
+    assert_int_equal(cm_fsm_restore(other, snap.data, snap.len, err, sizeof err), 0);
+    assert_true(cm_volume_disk_bad(other, 5));
+    /* walk to the volume section: magic, section count, then (u8 id, u64 length, data) */
+    uint8_t *p = (uint8_t *)snap.data + 12, *vol = NULL;
+    for (uint32_t i = 0; i < cm_be32((uint8_t *)snap.data + 8); i++) {
+        if (p[0] == CM_MOD_VOLUME)
+            vol = p + 9;
+        p += 9 + cm_be64(p + 1);
+    }
+    assert_non_null(vol);
+    assert_int_equal(vol[8], 1);           /* after the u64 task sequence: one bad disk, */
+    assert_int_equal(cm_be32(vol + 9), 5); /* disk 5 */
+    for (uint32_t id = CM_DISK_ID_MAX + 1; id != 0 && id <= 1u << 26; id <<= 1) {
+        cm_wbe32(vol + 9, id);
+        cm_wbe32((uint8_t *)snap.data + snap.len - 4,
+                 (uint32_t)crc32(0L, (const Bytef *)snap.data, (uInt)(snap.len - 4)));
+        assert_int_equal(cm_fsm_restore(other, snap.data, snap.len, err, sizeof err), -1);
+        assert_non_null(strstr(err, "bad disk id"));
+        assert_true(cm_volume_disk_bad(other, 5)); /* the state was kept */
+    }
+    cm_buf_free(&snap);
+    cm_fsm_free(other);
+    cm_fsm_free(fsm);
+}
+
 int main(void)
 {
     cmt_quiet();
@@ -834,6 +873,7 @@ int main(void)
         cmocka_unit_test(test_pick),
         cmocka_unit_test(test_snapshot_roundtrip),
         cmocka_unit_test(test_snapshot_copy_on_write),
+        cmocka_unit_test(test_snapshot_disk_id_bound),
         cmocka_unit_test(test_malformed),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
