@@ -41,14 +41,11 @@ static void apply(struct cm_fsm *fsm, uint8_t module, uint8_t op, struct cm_buf 
                        .ts_ns = ts,
                        .payload = (const uint8_t *)b->data,
                        .len = b->len};
-    struct raft_buffer rb;
-    if (cm_cmd_encode(&c, &rb) != 0) {
+    uint64_t rejected = fsm->n_rejected;
+    if (cm_fsm_apply_cmd(fsm, &c) != 0) {
         fprintf(stderr, "volgen: cannot encode a command\n");
         exit(1);
     }
-    uint64_t rejected = fsm->n_rejected;
-    cm_fsm_apply_buf(fsm, rb.base, rb.len);
-    raft_free(rb.base);
     cm_buf_free(b);
     if (fsm->n_rejected != rejected) {
         fprintf(stderr, "volgen: a command was rejected (module %u op %u)\n", module, op);

@@ -108,6 +108,16 @@ void cm_fsm_apply_buf(struct cm_fsm *fsm, const void *buf, size_t len)
     cm_result_release(&res);
 }
 
+int cm_fsm_apply_cmd(struct cm_fsm *fsm, const struct cm_cmd *c)
+{
+    struct raft_buffer rb;
+    if (cm_cmd_encode(c, &rb) != 0)
+        return -1;
+    cm_fsm_apply_buf(fsm, rb.base, rb.len);
+    raft_free(rb.base);
+    return 0;
+}
+
 struct cm_snap_taken {
     void *copies[CM_MOD_MAX];
 };

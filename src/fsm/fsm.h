@@ -70,6 +70,9 @@ void cm_fsm_free(struct cm_fsm *fsm);
 
 /* Apply one log entry's buffer. Never fails. */
 void cm_fsm_apply_buf(struct cm_fsm *fsm, const void *buf, size_t len);
+/* Encode a command as the leader would and apply it (tools and tests that build state in
+ * process). -1 when the command cannot be encoded, else 0. */
+int cm_fsm_apply_cmd(struct cm_fsm *fsm, const struct cm_cmd *c);
 
 const struct cm_module *cm_fsm_module(unsigned id);
 

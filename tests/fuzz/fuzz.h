@@ -88,10 +88,7 @@ static inline void fuzz_apply(struct cm_fsm *fsm, uint8_t module, uint8_t op, in
                        .ts_ns = ts_ns,
                        .payload = (const uint8_t *)payload->data,
                        .len = payload->len};
-    struct raft_buffer rb;
-    FUZZ_CHECK(cm_cmd_encode(&c, &rb) == 0, "encode");
-    cm_fsm_apply_buf(fsm, rb.base, rb.len);
-    raft_free(rb.base);
+    FUZZ_CHECK(cm_fsm_apply_cmd(fsm, &c) == 0, "encode");
     cm_buf_free(payload);
 }
 
