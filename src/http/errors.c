@@ -30,17 +30,22 @@ static const char *const cm_msgs[] = {
     "request params error,invalid idc",
     "volume unit not exist",
     "register service params is invalid",
-    "disk is abnormal, can't add into dropping list",
+    "disk is abnormal or not readonly, can't add into dropping list",
     "stat blob node chunk failed",
     "request alloc volume codeMode not invalid",
     "retain volume is not alloc",
     "dropped disk still has volume unit remain, migrate them firstly",
     "list volume v2 not support idle status",
+    "dropping disk not allow change state or set readonly",
+    "reject delete system config",
+    "node not found",
+    "some disks are in use",
+    "nodeset not found",
 };
 
 int cm_err_status(int code)
 {
-    if (code >= 900 && code <= 931)
+    if (code >= 900 && code <= 936)
         return code;
     switch (code) {
     case CM_ERR_EXIST:
@@ -60,7 +65,7 @@ int cm_err_status(int code)
 
 const char *cm_err_message(int code)
 {
-    if (code >= 900 && code <= 931)
+    if (code >= 900 && code <= 936)
         return cm_msgs[code - 900];
     switch (code) {
     case CM_ERR_EXIST:

@@ -38,6 +38,12 @@ enum {
     CM_ERR_RETAIN_VOLUME_NOT_ALLOC = 929,
     CM_ERR_DROPPED_DISK_HAS_UNIT = 930,
     CM_ERR_NOT_SUPPORT_IDLE = 931,
+    /* added by CubeFS v3.2-v3.5.1 (current-release.md §3.7) */
+    CM_ERR_DISK_DROPPING = 932,
+    CM_ERR_DELETE_SYSTEM_CONFIG = 933,
+    CM_ERR_NODE_NOT_FOUND = 934,
+    CM_ERR_NODE_DISKS_IN_USE = 935,
+    CM_ERR_NODESET_NOT_FOUND = 936,
 
     /* generic errors (spec §2.3 table 2); ErrExist is a 201 carrying an error body */
     CM_ERR_EXIST = 1201,

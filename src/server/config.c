@@ -767,6 +767,8 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
     cfg->check_expired_volume_interval_s = 60;
     cfg->min_allocable_volume_count = 5;
     cfg->blobnode_timeout_ms = 10000;
+    cfg->allocatable_size = -1;
+    cfg->alloc_factor = 5;
     struct json_object *vm = sub(root, "volume_mgr_config");
     if (vm) {
         static const char *const known[] = {"retain_time_s",
@@ -814,6 +816,7 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
     /* disk_mgr_config */
     cfg->refresh_interval_s = 300;
     cfg->heartbeat_expire_interval_s = 60;
+    cfg->copy_set[CM_DISK_TYPE_HDD] = (struct cm_copyset_caps){108, 6, 2160, 20};
     struct json_object *dm = sub(root, "disk_mgr_config");
     if (dm) {
         static const char *const known[] = {

@@ -32,6 +32,21 @@ struct cm_policy {
     bool enable;
 };
 
+/* Copy-set caps of one (role, disk type) (current-release.md §2.3); 0 = unset. */
+struct cm_copyset_caps {
+    uint32_t node_set_cap;
+    uint32_t node_set_rack_cap;
+    uint32_t disk_set_cap;
+    uint32_t disk_count_per_node_in_disk_set;
+};
+
+/* Disk types of a node (DiskType); names "hdd", "ssd", "nvmessd". */
+enum { CM_DISK_TYPE_HDD = 1, CM_DISK_TYPE_SSD = 2, CM_DISK_TYPE_NVMESSD = 3, CM_DISK_TYPE_MAX = 3 };
+
+/* Task-switch values the node writes (see docs/compatibility.md). */
+enum { CM_SWITCH_CURRENT = 0, /* "true"/"false": CubeFS v3.2 and later */
+       CM_SWITCH_2022 = 1 /* "Enable"/"Disable": the 2022 standalone blobstore */ };
+
 struct cm_kv_default {
     char *key;
     char *value;
@@ -82,6 +97,9 @@ struct cm_config {
     int64_t min_allocable_volume_count;
     int64_t allocatable_disk_load_threshold;
     int64_t blobnode_timeout_ms;
+    int64_t allocatable_size; /* -1: not set, volume_reserve_size governs allocation as well */
+    int64_t alloc_factor;
+    int task_switch_format; /* CM_SWITCH_* */
 
     /* disk_mgr_config */
     int64_t refresh_interval_s;
@@ -89,6 +107,9 @@ struct cm_config {
     bool host_aware;
     int64_t heartbeat_expire_interval_s;
     int64_t alloc_tolerate_buffer;
+    /* disk_mgr_config.copy_set_configs, blobnode role, indexed by disk type (1..3); defaults for
+     * hdd 108/6/2160/20, the others all 0 */
+    struct cm_copyset_caps copy_set[CM_DISK_TYPE_MAX + 1];
 
     int64_t heartbeat_notify_interval_s;
     int64_t max_heartbeat_notify_num;
