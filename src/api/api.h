@@ -54,6 +54,17 @@ void h_disk_access(struct cm_job *j);
 int parse_admin_disk_update(struct cm_job *j);
 void h_admin_disk_update(struct cm_job *j);
 
+/* node.c */
+int parse_node_add(struct cm_job *j);
+void h_node_add(struct cm_job *j);
+int parse_node_id_body(struct cm_job *j);
+void h_node_drop(struct cm_job *j);
+int parse_node_info(struct cm_job *j);
+void h_node_info(struct cm_job *j);
+void h_topo_info(struct cm_job *j);
+struct cm_node_info;
+struct json_object *cm_node_info_json(const struct cm_node_info *n);
+
 /* volume.c */
 int parse_volume_vid_query(struct cm_job *j);
 void h_volume_get(struct cm_job *j);

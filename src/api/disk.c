@@ -9,8 +9,10 @@
 #include <string.h>
 
 #include "../fsm/mod_disk.h"
+#include "../fsm/mod_node.h"
 #include "../fsm/mod_scope.h"
 #include "../util/json.h"
+#include "../util/timeutil.h"
 #include "api.h"
 
 #define LIST_DEFAULT 10
@@ -19,6 +21,7 @@
 
 struct disk_args {
     uint32_t disk_id;
+    uint32_t node_id; /* add: the owning node (CubeFS v3.5.1+), 0 for older blobnodes */
     uint8_t status;
     bool readonly;
     struct cm_disk_info info;     /* add, admin update */
@@ -122,6 +125,7 @@ static int parse_diskinfo(struct cm_job *j, bool admin)
         return -1;
     struct disk_args *a = new_args(j);
     struct cm_disk_info *d = &a->info;
+    uint32_t ignored_set = 0;
     int rc = -1;
     if (body_u32(j, o, "cluster_id", &d->cluster_id) < 0 ||
         body_str(j, o, "idc", CM_DISK_IDC_MAX, &a->own[0], &d->idc, "") < 0 ||
@@ -134,7 +138,8 @@ static int parse_diskinfo(struct cm_job *j, bool admin)
             0 ||
         body_str(j, o, "last_update_time", CM_DISK_TIME_MAX, &a->own[5], &d->last_update_time,
                  ZERO_TIME) < 0 ||
-        body_u32(j, o, "disk_id", &d->disk_id) < 0 ||
+        body_u32(j, o, "disk_id", &d->disk_id) < 0 || body_u32(j, o, "node_id", &a->node_id) < 0 ||
+        body_u32(j, o, "disk_set_id", &ignored_set) < 0 || /* the server assigns it */
         body_num(j, o, "used", CM_DISK_BYTES_MAX, &d->used) < 0 ||
         body_num(j, o, "free", CM_DISK_BYTES_MAX, &d->free) < 0 ||
         body_num(j, o, "size", CM_DISK_BYTES_MAX, &d->size) < 0 ||
@@ -295,13 +300,20 @@ out:
 
 /* ------------------------------------------------------------------------------------------ */
 
-static struct json_object *diskinfo_json(const struct cm_disk_info *d)
+/* A DiskInfo with the v3.5.1 fields node_id and disk_set_id; a disk that has a node shows the
+ * node's idc, rack and host (as v3.5.3 does). */
+static struct json_object *diskinfo_json(struct cm_fsm *fsm, const struct cm_disk_info *d)
 {
+    uint32_t node_id, disk_set_id;
+    cm_node_of_disk(fsm, d->disk_id, &node_id, &disk_set_id, NULL);
+    struct cm_node_info n = {.idc = d->idc, .rack = d->rack, .host = d->host};
+    if (node_id)
+        cm_node_get(fsm, node_id, &n);
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "cluster_id", json_object_new_uint64(d->cluster_id));
-    json_object_object_add(o, "idc", json_object_new_string(d->idc));
-    json_object_object_add(o, "rack", json_object_new_string(d->rack));
-    json_object_object_add(o, "host", json_object_new_string(d->host));
+    json_object_object_add(o, "idc", json_object_new_string(n.idc));
+    json_object_object_add(o, "rack", json_object_new_string(n.rack));
+    json_object_object_add(o, "host", json_object_new_string(n.host));
     json_object_object_add(o, "path", json_object_new_string(d->path));
     json_object_object_add(o, "status", json_object_new_int(d->status));
     json_object_object_add(o, "readonly", json_object_new_boolean(d->readonly));
@@ -314,6 +326,8 @@ static struct json_object *diskinfo_json(const struct cm_disk_info *d)
     json_object_object_add(o, "max_chunk_cnt", json_object_new_int64(d->max_chunk_cnt));
     json_object_object_add(o, "free_chunk_cnt", json_object_new_int64(d->free_chunk_cnt));
     json_object_object_add(o, "used_chunk_cnt", json_object_new_int64(d->used_chunk_cnt));
+    json_object_object_add(o, "disk_set_id", json_object_new_uint64(disk_set_id));
+    json_object_object_add(o, "node_id", json_object_new_uint64(node_id));
     return o;
 }
 
@@ -326,7 +340,7 @@ static struct json_object *disks_json(struct cm_fsm *fsm, const uint32_t *ids, s
     for (size_t i = 0; i < n; i++) {
         struct cm_disk_info d;
         if (cm_disk_get(fsm, ids[i], &d))
-            json_object_array_add(arr, diskinfo_json(&d));
+            json_object_array_add(arr, diskinfo_json(fsm, &d));
     }
     json_object_object_add(o, "disks", arr);
     json_object_object_add(o, "marker", json_object_new_uint64(marker));
@@ -341,28 +355,57 @@ void h_disk_info(struct cm_job *j)
         cm_reply_code(j, CM_ERR_DISK_NOT_FOUND);
         return;
     }
-    cm_reply_json(j, diskinfo_json(&d));
+    cm_reply_json(j, diskinfo_json(cm_node_fsm(j->node), &d));
 }
 
+/* The order of checks is v3.5.3's (current-release.md §3.1), with two supersets: a disk without
+ * a node (blobnodes of 3.5.0 and older) is still accepted, its idc checked against the config,
+ * and a disk that has a node takes the node's idc, rack and host (as master does), so the
+ * host+path rule and every listing by host see the node's host. */
 void h_disk_add(struct cm_job *j)
 {
     struct disk_args *a = j->args;
     struct cm_fsm *fsm = cm_node_fsm(j->node);
     const struct cm_config *cfg = cm_node_cfg(j->node);
-    const struct cm_disk_info *d = &a->info;
-    if (cm_disk_get(fsm, d->disk_id, NULL)) {
+    struct cm_disk_info *d = &a->info;
+    struct cm_node_info n = {0};
+    if (a->node_id != 0 && (!cm_node_get(fsm, a->node_id, &n) || n.status == CM_NODE_DROPPED)) {
+        cm_reply_code(j, CM_ERR_NODE_NOT_FOUND);
+        return;
+    }
+    struct cm_node_caps caps = {0};
+    if (a->node_id != 0) {
+        d->idc = n.idc, d->rack = n.rack, d->host = n.host;
+        cm_node_caps_from_config(cfg, n.disk_type, &caps);
+    }
+    struct cm_disk_info old;
+    if (cm_disk_get(fsm, d->disk_id, &old)) {
+        uint32_t old_node;
+        cm_node_of_disk(fsm, d->disk_id, &old_node, NULL, NULL);
+        /* the compatible re-register: a disk registered before its blobnode knew nodes */
+        if (a->node_id != 0 && old_node == 0 && strcmp(old.host, n.host) == 0 &&
+            strcmp(old.idc, n.idc) == 0 && strcmp(old.rack, n.rack) == 0) {
+            struct cm_buf b = {0};
+            cm_node_enc_attach(&b, d->disk_id, a->node_id, &caps);
+            cm_job_propose(j, CM_MOD_NODE, CM_NODE_OP_ATTACH_DISK, &b, NULL);
+            return;
+        }
         cm_reply_code(j, CM_ERR_EXIST);
         return;
     }
     bool terminal = d->status == CM_DISK_REPAIRED || d->status == CM_DISK_DROPPED;
     if ((!terminal && cm_disk_hostpath_owner(fsm, d->host, d->path) != 0) ||
-        d->cluster_id != cfg->cluster_id || !cm_config_has_idc(cfg, d->idc) || d->disk_id == 0 ||
-        d->disk_id > CM_DISK_ID_MAX || d->disk_id > cm_scope_current(fsm, "diskid")) {
+        d->cluster_id != cfg->cluster_id || (a->node_id == 0 && !cm_config_has_idc(cfg, d->idc)) ||
+        d->disk_id == 0 || d->disk_id > CM_DISK_ID_MAX ||
+        d->disk_id > cm_scope_current(fsm, "diskid") ||
+        a->node_id > cm_scope_current(fsm, "nodeid")) {
         cm_reply_code(j, CM_ERR_ILLEGAL_ARGUMENTS);
         return;
     }
     struct cm_buf b = {0};
     cm_disk_enc_add(&b, d, cfg);
+    if (a->node_id != 0)
+        cm_disk_enc_add_node(&b, a->node_id, &caps);
     cm_job_propose(j, CM_MOD_DISK, CM_DISK_OP_ADD, &b, NULL);
 }
 
@@ -370,10 +413,8 @@ void h_disk_list(struct cm_job *j)
 {
     struct disk_args *a = j->args;
     struct cm_fsm *fsm = cm_node_fsm(j->node);
-    if (a->marker != 0 && !cm_disk_get(fsm, a->marker, NULL)) {
-        cm_reply_code(j, CM_ERR_ILLEGAL_ARGUMENTS);
-        return;
-    }
+    /* a marker that names no disk is fine: "strictly after this id" (access pages broken disks
+     * from marker=1 whether or not disk 1 exists) */
     uint32_t ids[LIST_MAX];
     size_t n = cm_disk_list(fsm, &a->filter, a->marker, ids, a->count);
     cm_reply_json(j, disks_json(fsm, ids, n, n ? ids[n - 1] : 0, false));
@@ -406,7 +447,9 @@ void h_disk_set(struct cm_job *j)
         cm_reply_empty(j);
         return;
     }
-    if (!cm_disk_transition_ok(d.status, a->status)) {
+    /* v3.5.1+: 913 for a dropping disk (3.2-3.5.0 said 932; a current blobnode retries its
+     * "set broken" until 200 or 913) */
+    if (d.dropping || !cm_disk_transition_ok(d.status, a->status)) {
         cm_reply_code(j, CM_ERR_CHANGE_DISK_STATUS_NOT_ALLOW);
         return;
     }
@@ -435,16 +478,26 @@ static void put_json(void *p)
     json_object_put(p);
 }
 
+/* Every disk of a heartbeat is answered, but only those whose last applied heartbeat is at least
+ * heartbeat_notify_interval_s old are proposed (v3.3+, the reference's IsFrequentHeatBeat): a
+ * blobnode that beats more often than that costs no raft entry. */
 void h_disk_heartbeat(struct cm_job *j)
 {
     struct disk_args *a = j->args;
     struct cm_fsm *fsm = cm_node_fsm(j->node);
+    const struct cm_config *cfg = cm_node_cfg(j->node);
+    int64_t now = cm_now_ns();
+    int64_t lease_ns = cfg->heartbeat_expire_interval_s * 1000000000LL;
+    int64_t notify_ns = cfg->heartbeat_notify_interval_s * 1000000000LL;
     /* Answer from the state before this heartbeat (status and readonly do not change with it),
      * but only once it is committed: an acknowledged heartbeat survives a leader change. */
     struct json_object *arr = json_object_new_array();
+    struct cm_disk_hb *due = cm_calloc(a->n_hb + 1, sizeof *due);
+    size_t n_due = 0;
     for (size_t i = 0; i < a->n_hb; i++) {
         struct cm_disk_info d;
         if (!cm_disk_get(fsm, a->hb[i].disk_id, &d)) {
+            free(due);
             json_object_put(arr);
             cm_reply_code(j, CM_ERR_DISK_NOT_FOUND);
             return;
@@ -454,10 +507,15 @@ void h_disk_heartbeat(struct cm_job *j)
         json_object_object_add(e, "status", json_object_new_int(d.status));
         json_object_object_add(e, "read_only", json_object_new_boolean(d.readonly));
         json_object_array_add(arr, e);
+        bool frequent =
+            notify_ns > 0 && d.expire_ns != 0 && now - (d.expire_ns - lease_ns) < notify_ns;
+        if (!frequent)
+            due[n_due++] = a->hb[i];
     }
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "disks", arr);
-    if (a->n_hb == 0) {
+    if (n_due == 0) {
+        free(due);
         cm_reply_json(j, o);
         return;
     }
@@ -466,7 +524,8 @@ void h_disk_heartbeat(struct cm_job *j)
     j->hstate = o;
     j->hstate_free = put_json;
     struct cm_buf b = {0};
-    cm_disk_enc_heartbeat(&b, a->hb, a->n_hb, cm_node_cfg(j->node));
+    cm_disk_enc_heartbeat(&b, due, n_due, cfg);
+    free(due);
     cm_job_propose(j, CM_MOD_DISK, CM_DISK_OP_HEARTBEAT, &b, heartbeat_applied);
 }
 
@@ -482,7 +541,8 @@ void h_disk_drop(struct cm_job *j)
         cm_reply_empty(j);
         return;
     }
-    if (d.status != CM_DISK_NORMAL) {
+    /* since v3.2: only a normal disk that is readonly already (operators switch it first) */
+    if (d.status != CM_DISK_NORMAL || !d.readonly) {
         cm_reply_code(j, CM_ERR_DISK_ABNORMAL);
         return;
     }
@@ -536,6 +596,10 @@ void h_disk_access(struct cm_job *j)
     }
     if (d.readonly == a->readonly) {
         cm_reply_empty(j);
+        return;
+    }
+    if (d.dropping) {
+        cm_reply_code(j, CM_ERR_DISK_DROPPING);
         return;
     }
     struct cm_buf b = {0};

@@ -37,6 +37,12 @@ static const struct cm_route routes[] = {
     {"/admin/disk/update", CM_POST, CM_R_WRITE, 0, parse_admin_disk_update, h_admin_disk_update,
      "admin_disk_update"},
 
+    /* blobnodes and copy sets (CubeFS v3.5.1 and later) */
+    {"/node/add", CM_POST, CM_R_WRITE, 0, parse_node_add, h_node_add, "node_add"},
+    {"/node/drop", CM_POST, CM_R_WRITE, 0, parse_node_id_body, h_node_drop, "node_drop"},
+    {"/node/info", CM_GET, CM_R_READ, 0, parse_node_info, h_node_info, "node_info"},
+    {"/topo/info", CM_GET, CM_R_READ, 0, NULL, h_topo_info, "topo_info"},
+
     /* volumes, units and chunks */
     {"/volume/get", CM_GET, CM_R_READ, 0, parse_volume_vid_query, h_volume_get, "volume_get"},
     {"/volume/list", CM_GET, CM_R_READ, 0, parse_volume_list, h_volume_list, "volume_list"},

@@ -36,7 +36,8 @@ enum cm_module_id {
     CM_MOD_DISK = 5,
     CM_MOD_VOLUME = 6,
     CM_MOD_KV = 7,
-    CM_MOD_MAX = 8
+    CM_MOD_NODE = 8,
+    CM_MOD_MAX = 9
 };
 
 struct cm_cmd {

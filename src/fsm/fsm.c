@@ -18,6 +18,7 @@ extern const struct cm_module cm_mod_disk;
 extern const struct cm_module cm_mod_service;
 extern const struct cm_module cm_mod_volume;
 extern const struct cm_module cm_mod_kv;
+extern const struct cm_module cm_mod_node;
 
 /* Indexed by module id; NULL slots are ids not in use. One per line, for merges. */
 /* clang-format off */
@@ -29,6 +30,7 @@ static const struct cm_module *const modules[CM_MOD_MAX] = {
     [CM_MOD_SERVICE] = &cm_mod_service,
     [CM_MOD_VOLUME] = &cm_mod_volume,
     [CM_MOD_KV] = &cm_mod_kv,
+    [CM_MOD_NODE] = &cm_mod_node,
 };
 /* clang-format on */
 
@@ -131,16 +133,21 @@ struct cm_snap_taken *cm_fsm_snap_take(struct cm_fsm *fsm)
     return t;
 }
 
+static bool section_written(const struct cm_snap_taken *t, unsigned i)
+{
+    return modules[i] != NULL && !(modules[i]->snap_skip && modules[i]->snap_skip(t->copies[i]));
+}
+
 void cm_fsm_snap_write(struct cm_snap_taken *t, struct cm_buf *out)
 {
     size_t start = out->len;
     cm_buf_append(out, snap_magic, sizeof snap_magic);
     uint32_t n = 0;
     for (unsigned i = 0; i < CM_MOD_MAX; i++)
-        n += modules[i] != NULL;
+        n += section_written(t, i);
     cm_put_u32(out, n);
     for (unsigned i = 0; i < CM_MOD_MAX; i++) {
-        if (!modules[i])
+        if (!section_written(t, i))
             continue;
         cm_put_u8(out, (uint8_t)i);
         size_t lenpos = out->len;

@@ -43,6 +43,9 @@ struct cm_module {
     void *(*snap_take)(void *state);
     void (*snap_write)(void *taken, struct cm_buf *out);
     void (*snap_drop)(void *taken);
+    /* Optional: true when the taken copy is empty and its section is left out of the stream
+     * (a module that older versions do not know writes nothing until it is used). */
+    bool (*snap_skip)(void *taken);
     /* Load a section into a fresh state. Returns 0 or -1 with a message. */
     int (*snap_load)(struct cm_fsm *fsm, void *state, struct cm_dec *d, char *err, size_t errlen);
     /* Optional: rebuild derived indexes after every section was loaded. */

@@ -11,6 +11,7 @@
 #include "../util/log.h"
 #include "../util/map.h"
 #include "codemode.h"
+#include "mod_node.h"
 #include "mod_scope.h"
 
 #define NS_PER_S 1000000000LL
@@ -150,6 +151,7 @@ struct inode { /* an IDC */
     int64_t total, total_chunk, total_free_chunk, available, readonly, expired;
     int64_t broken, repairing, repaired, dropped, dropping;
     uint64_t space, free_space; /* size and free of available disks (wrap, never overflow) */
+    uint64_t ro_space, ro_free; /* size and free of normal disks that are readonly or dropping */
     int64_t live_hosts;         /* hosts with at least one writable disk */
 };
 
@@ -400,6 +402,10 @@ static void count(struct disk_state *st, struct disk *d, int64_t s)
     case CM_DISK_DROPPED:
         I->dropped += s;
         break;
+    }
+    if (d->status == CM_DISK_NORMAL && !available(d)) {
+        I->ro_space += (uint64_t)(s * d->size);
+        I->ro_free += (uint64_t)(s * d->free);
     }
     if (!available(d))
         return;
@@ -788,6 +794,13 @@ void cm_disk_enc_add(struct cm_buf *b, const struct cm_disk_info *d, const struc
     put_stamp(b, cfg);
 }
 
+void cm_disk_enc_add_node(struct cm_buf *b, uint32_t node_id, const struct cm_node_caps *caps)
+{
+    cm_put_u32(b, node_id);
+    cm_put_u32(b, caps->disk_set_cap);
+    cm_put_u32(b, caps->disk_per_node);
+}
+
 void cm_disk_enc_set_status(struct cm_buf *b, uint32_t disk_id, uint8_t status)
 {
     cm_put_u32(b, disk_id);
@@ -880,6 +893,14 @@ static void apply_add(struct cm_fsm *fsm, struct disk_state *st, struct cm_dec *
     int64_t used_chunk = cm_get_i64(dec);
     uint32_t expire_s = cm_get_u32(dec);
     uint64_t cs = cm_get_u64(dec);
+    /* since the node API: the owning node and the proposer's disk-set caps (absent: no node) */
+    uint32_t node_id = 0;
+    struct cm_node_caps caps = {0};
+    if (cm_dec_left(dec) > 0) {
+        node_id = cm_get_u32(dec);
+        caps.disk_set_cap = cm_get_u32(dec);
+        caps.disk_per_node = cm_get_u32(dec);
+    }
     if (dec->err || status_seq(r.status) < 0 || !bytes_ok(used) || !bytes_ok(free_) ||
         !bytes_ok(size) || !chunks_ok(used_chunk) || cs == 0 || cs > INT64_MAX) {
         res->code = -1;
@@ -895,12 +916,18 @@ static void apply_add(struct cm_fsm *fsm, struct disk_state *st, struct cm_dec *
         res->code = CM_ERR_ILLEGAL_ARGUMENTS;
         return;
     }
+    if (node_id != 0 && !cm_node_usable(fsm, node_id)) { /* dropped since the proposal */
+        res->code = CM_ERR_NODE_NOT_FOUND;
+        return;
+    }
     r.expire_ns = cmd->ts_ns + (int64_t)expire_s * NS_PER_S;
     struct disk tmp = {0};
     set_counters(&tmp, (int64_t)cs, used, free_, size, used_chunk, false);
     r.used = tmp.used, r.free = tmp.free, r.size = tmp.size, r.used_chunk = tmp.used_chunk;
     r.max_chunk = tmp.max_chunk, r.free_chunk = tmp.free_chunk;
     insert(st, &r);
+    if (node_id != 0)
+        cm_node_disk_added(fsm, r.id, node_id, !terminal(r.status), &caps);
 }
 
 static void change_status(struct disk_state *st, struct disk *d, uint8_t to)
@@ -951,6 +978,7 @@ static void disk_apply(struct cm_fsm *fsm, void *state, const struct cm_cmd *cmd
                        struct cm_result *res)
 {
     struct disk_state *st = state;
+    struct disk *d = NULL;
     struct cm_dec dec;
     cm_dec_init(&dec, cmd->payload, cmd->len);
     if (cmd->op == CM_DISK_OP_ADD) {
@@ -962,7 +990,7 @@ static void disk_apply(struct cm_fsm *fsm, void *state, const struct cm_cmd *cmd
         goto out;
     }
     uint32_t id = cm_get_u32(&dec);
-    struct disk *d = get(st, id);
+    d = get(st, id);
     switch (cmd->op) {
     case CM_DISK_OP_SET_STATUS: {
         uint8_t to = cm_get_u8(&dec);
@@ -1061,6 +1089,9 @@ static void disk_apply(struct cm_fsm *fsm, void *state, const struct cm_cmd *cmd
 out:
     if (res->code == -1)
         CM_ERROR("disk", "ignoring malformed disk command op %u", cmd->op);
+    /* a disk that became dropping, repaired or dropped leaves its disk set for good */
+    if (d != NULL && (d->dropping || terminal(d->status)))
+        cm_node_disk_left(fsm, d->id);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1418,7 +1449,7 @@ struct json_object *cm_disk_space_stat(struct cm_fsm *fsm, int64_t now_ns)
     if (k < 1)
         k = 1;
 
-    uint64_t total_space = 0, free_space = 0;
+    uint64_t total_space = 0, free_space = 0, ro_space = 0;
     int64_t blob_nodes = 0, writable = -1;
     int64_t *vals = cm_malloc((st->n_hosts + 1) * sizeof *vals);
     int64_t *tmp = cm_malloc((st->n_hosts + 1) * sizeof *tmp);
@@ -1448,8 +1479,11 @@ struct json_object *cm_disk_space_stat(struct cm_fsm *fsm, int64_t now_ns)
         json_object_array_add(arr, e);
         if (I == NULL)
             continue;
-        total_space += I->space;
+        /* v3.5.1 accounting: total counts readonly and dropping disks too, free only writable
+         * ones, and the free bytes of the others are readonly_space, not used space */
+        total_space += I->space + I->ro_space;
         free_space += I->free_space;
+        ro_space += I->ro_free;
         if (I->live_hosts == 0)
             continue;
         size_t nv = 0;
@@ -1469,14 +1503,21 @@ struct json_object *cm_disk_space_stat(struct cm_fsm *fsm, int64_t now_ns)
     free(vals);
     free(tmp);
     int64_t total_disk = (int64_t)st->n;
+    if (cm_node_any(fsm)) { /* v3.5.1: once nodes exist, live nodes and disk-set members */
+        blob_nodes = (int64_t)cm_node_live_count(fsm);
+        total_disk = (int64_t)cm_node_member_disks(fsm);
+    }
     struct json_object *o = json_object_new_object();
     int64_t total = sat_u64(total_space), free_sum = sat_u64(free_space), wbytes = 0;
+    int64_t ro = sat_u64(ro_space);
     if (writable > 0 && (__builtin_mul_overflow(writable, (int64_t)data, &wbytes) ||
                          __builtin_mul_overflow(wbytes, cs, &wbytes)))
         wbytes = INT64_MAX;
     json_object_object_add(o, "total_space", json_object_new_int64(total));
     json_object_object_add(o, "free_space", json_object_new_int64(free_sum));
-    json_object_object_add(o, "used_space", json_object_new_int64(total - free_sum));
+    json_object_object_add(o, "readonly_space", json_object_new_int64(ro));
+    int64_t used = total - free_sum - ro;
+    json_object_object_add(o, "used_space", json_object_new_int64(used < 0 ? 0 : used));
     json_object_object_add(o, "writable_space", json_object_new_int64(wbytes));
     json_object_object_add(o, "total_blob_node", json_object_new_int64(blob_nodes));
     json_object_object_add(o, "total_disk", json_object_new_int64(total_disk));
@@ -1706,6 +1747,10 @@ int cm_disk_selfcheck(struct cm_fsm *fsm, char *err, size_t errlen)
         I->dropped += d->status == CM_DISK_DROPPED;
         nst[d->status]++;
         ndrop += d->dropping;
+        if (d->status == CM_DISK_NORMAL && !available(d)) {
+            I->ro_space += d->size;
+            I->ro_free += d->free;
+        }
         if (available(d)) {
             I->available++;
             I->space += d->size;
@@ -1766,7 +1811,8 @@ int cm_disk_selfcheck(struct cm_fsm *fsm, char *err, size_t errlen)
                   I->broken == W->broken && I->repairing == W->repairing &&
                   I->repaired == W->repaired && I->dropped == W->dropped &&
                   I->dropping == W->dropping && I->space == W->space &&
-                  I->free_space == W->free_space && I->live_hosts == W->live_hosts,
+                  I->free_space == W->free_space && I->live_hosts == W->live_hosts &&
+                  I->ro_space == W->ro_space && I->ro_free == W->ro_free,
               "idc %s counters differ", I->name);
         int64_t sum = 0, rsum = 0;
         for (uint32_t p = 0; p < I->hosts.n; p++)

@@ -85,6 +85,9 @@ class Cluster:
                  snapshot_threshold=0, election_ms=0, heartbeat_ms=0, idc="z0", log_level="info",
                  workdir=None):
         self.n = nodes
+        # Tests see every disk heartbeat applied unless they ask for the reference's filter of
+        # heartbeats more frequent than heartbeat_notify_interval_s (test_nodes.py does).
+        extra = {"heartbeat_notify_interval_s": -1, **(extra or {})}
         self.max_nodes = max_nodes or max(nodes, 5)
         self.base = pick_ports(self.max_nodes)
         self.dir = workdir or tempfile.mkdtemp(prefix="cmtest-")

@@ -29,7 +29,7 @@ def disk(disk_id, host, path, idc="z0", rack="r0", size=TIB, free=None, status=1
          "readonly": False, "create_time": "2022-03-24T17:33:45.123456789+08:00",
          "last_update_time": "2022-03-24T17:33:45.123456789+08:00", "disk_id": disk_id, "used": 0,
          "free": size if free is None else free, "size": size, "max_chunk_cnt": 0,
-         "free_chunk_cnt": 0, "used_chunk_cnt": 0}
+         "free_chunk_cnt": 0, "used_chunk_cnt": 0, "disk_set_id": 0, "node_id": 0}
     d.update(kw)
     return d
 
@@ -155,11 +155,20 @@ def test_drop_workflow(cluster3):
     assert err(c.post(1, "/disk/drop", {"disk_id": 999999})) == (911, {"error": "disk not found"})
     assert err(c.post(1, "/disk/dropped", {"disk_id": 999999}))[0] == 911
     c.post(1, "/disk/set", {"disk_id": other, "status": 2})
-    assert err(c.post(2, "/disk/drop", {"disk_id": other})) == \
-        (926, {"error": "disk is abnormal, can't add into dropping list"})
+    abnormal = (926, {"error": "disk is abnormal or not readonly, can't add into dropping list"})
+    assert err(c.post(2, "/disk/drop", {"disk_id": other})) == abnormal
     not_dropping = (913, {"error": "not allow to change status back"})
     assert err(c.post(1, "/disk/dropped", {"disk_id": d})) == not_dropping
+    # since CubeFS v3.2 a disk is switched readonly before it can be dropped
+    assert err(c.post(3, "/disk/drop", {"disk_id": d})) == abnormal
+    assert c.post(1, "/disk/access", {"disk_id": d, "readonly": True}).status_code == 200
     assert c.post(3, "/disk/drop", {"disk_id": d}).status_code == 200
+    # a dropping disk: its readonly flag is fixed (932), a status change is refused with 913
+    # (v3.5.1; a current blobnode retries "set broken" until 200 or 913), an unchanged one is 200
+    assert c.post(2, "/disk/access", {"disk_id": d, "readonly": True}).status_code == 200
+    assert err(c.post(2, "/disk/access", {"disk_id": d, "readonly": False})) == \
+        (932, {"error": "dropping disk not allow change state or set readonly"})
+    assert err(c.post(1, "/disk/set", {"disk_id": d, "status": 2})) == not_dropping
     assert c.post(1, "/disk/drop", {"disk_id": d}).status_code == 200  # already dropping
     listed = same_everywhere(c, "/disk/droppinglist")
     assert [x["disk_id"] for x in listed["disks"]] == [d] and listed["marker"] == 0
@@ -312,7 +321,11 @@ def test_list_order_paging_and_filters(make_cluster):
     assert len(c.get(1, "/disk/list?count=100000").json()["disks"]) == 36
     # bad paging and filter arguments
     illegal = (400, {"error": "Illegal Arguments"})
-    assert err(c.get(1, "/disk/list?marker=999")) == illegal  # not an existing disk
+    # a marker that is no disk pages from the next id (access pages broken disks from marker=1
+    # whether or not disk 1 exists; the 2022 reference said 400 here)
+    page = c.get(1, f"/disk/list?marker={ids[3]}&count=2").json()
+    assert c.get(1, "/disk/list?marker=999").json() == {"disks": [], "marker": 0}
+    assert c.get(1, f"/disk/list?marker={ids[-1] + 100000}").json()["disks"] == []
     assert err(c.get(1, "/disk/list?rack=r0")) == illegal  # a rack needs its idc
     for q in ("marker=abc", "marker=-1", "count=-1", "count=x", "status=300", "marker=4294967296"):
         r = c.get(1, f"/disk/list?{q}")
@@ -323,8 +336,8 @@ def test_list_order_paging_and_filters(make_cluster):
 
 def test_space_stat_exact_and_immediate(make_cluster):
     c = make_cluster(nodes=3)
-    zero = {"total_space": 0, "free_space": 0, "used_space": 0, "writable_space": 0,
-            "total_blob_node": 0, "total_disk": 0,
+    zero = {"total_space": 0, "free_space": 0, "readonly_space": 0, "used_space": 0,
+            "writable_space": 0, "total_blob_node": 0, "total_disk": 0,
             "disk_stat_infos": [{"idc": "z0", "total": 0, "total_chunk": 0, "total_free_chunk": 0,
                                  "available": 0, "readonly": 0, "expired": 0, "broken": 0,
                                  "repairing": 0, "repaired": 0, "dropping": 0, "dropped": 0}]}
@@ -336,15 +349,19 @@ def test_space_stat_exact_and_immediate(make_cluster):
                   used=100 * CS, used_chunk_cnt=100)
     chunks = TIB // CS  # 65536
 
-    def expected(avail_disks, infos):
-        total = sum(d["size"] for d in avail_disks)
+    def expected(avail_disks, infos, ro_disks=()):
+        # v3.5.1 accounting: readonly and dropping (normal) disks count in total_space, their
+        # free bytes are readonly_space, and used = total - free - readonly
+        total = sum(d["size"] for d in avail_disks + list(ro_disks))
         free = sum(d["free"] for d in avail_disks)
+        ro = sum(d["free"] for d in ro_disks)
         hosts = {}
         for d in avail_disks:
             hosts[d["host"]] = hosts.get(d["host"], 0) + d["free"]
         m = sum(f // CS for f in hosts.values())
         # EC3P3 on one IDC: S = 6, N = 3, k = 6
-        return {"total_space": total, "free_space": free, "used_space": total - free,
+        return {"total_space": total, "free_space": free, "readonly_space": ro,
+                "used_space": total - free - ro,
                 "writable_space": (m // 6) * 3 * CS, "total_blob_node": len(hosts),
                 "total_disk": 3, "disk_stat_infos": [dict(zero["disk_stat_infos"][0], **infos)]}
 
@@ -357,19 +374,21 @@ def test_space_stat_exact_and_immediate(make_cluster):
         assert s == want
     # right after each change, not after a refresh period
     c.post(1, "/disk/access", {"disk_id": a2, "readonly": True})
-    want = expected([da, db], dict(base, available=2, readonly=1))
+    want = expected([da, db], dict(base, available=2, readonly=1), [da2])
     assert all(s == want for s in space_stats(c))
     c.post(2, "/disk/set", {"disk_id": b1, "status": 2})
-    want = expected([da], dict(base, available=1, readonly=1, broken=1))
+    want = expected([da], dict(base, available=1, readonly=1, broken=1), [da2])
     assert all(s == want for s in space_stats(c))
-    c.post(3, "/disk/drop", {"disk_id": a1})
-    want = expected([], dict(base, available=0, readonly=1, broken=1, dropping=1))
+    assert c.post(1, "/disk/access", {"disk_id": a1, "readonly": True}).status_code == 200
+    assert c.post(3, "/disk/drop", {"disk_id": a1}).status_code == 200
+    want = expected([], dict(base, available=0, readonly=2, broken=1, dropping=1), [da2, da])
     assert all(s == want for s in space_stats(c))
     c.post(1, "/disk/access", {"disk_id": a2, "readonly": False})
     c.post(1, "/disk/heartbeat", {"disks": [{"disk_id": a2, "size": TIB, "free": 600 * CS,
                                              "used": TIB - 600 * CS, "used_chunk_cnt": 10}]})
     base2 = dict(base, total_free_chunk=chunks + 600 + 2 * chunks - 100)
-    want = expected([dict(da2, free=600 * CS)], dict(base2, available=1, broken=1, dropping=1))
+    want = expected([dict(da2, free=600 * CS)],
+                    dict(base2, available=1, readonly=1, broken=1, dropping=1), [da])
     assert want["writable_space"] == 100 * 3 * CS
     assert all(s == want for s in space_stats(c))
 
