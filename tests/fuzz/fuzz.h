@@ -24,6 +24,7 @@
 #include "../../src/fsm/mod_disk.h"
 #include "../../src/fsm/mod_kv.h"
 #include "../../src/fsm/mod_members.h"
+#include "../../src/fsm/mod_node.h"
 #include "../../src/fsm/mod_scope.h"
 #include "../../src/fsm/mod_service.h"
 #include "../../src/fsm/mod_volume.h"
@@ -114,17 +115,36 @@ static inline struct cm_fsm *fuzz_fsm(void)
     fuzz_apply(fsm, CM_MOD_SCOPE, CM_SCOPE_OP_ALLOC, t, &b);
     cm_scope_reserve(fsm, "diskid", 24, &b);
     fuzz_apply(fsm, CM_MOD_SCOPE, CM_SCOPE_OP_ALLOC, t, &b);
+    /* three blobnodes (CubeFS v3.5.1+) in two node sets; disks 19..24 belong to them */
+    const struct cm_node_caps caps = {.node_set_cap = 2,
+                                      .node_set_rack_cap = 1,
+                                      .node_set_idc_cap = 1,
+                                      .disk_set_cap = 3,
+                                      .disk_per_node = 2};
+    for (int i = 0; i < 3; i++) {
+        char host[40], idc[8];
+        snprintf(host, sizeof host, "http://127.0.1.%d:8899", i + 1);
+        snprintf(idc, sizeof idc, "z%d", i);
+        struct cm_node_info n = {
+            .cluster_id = 1, .disk_type = 1, .role = 1, .idc = idc, .rack = "r0", .host = host};
+        cm_node_enc_add(&b, &n, 0, &caps);
+        fuzz_apply(fsm, CM_MOD_NODE, CM_NODE_OP_ADD, t, &b);
+    }
     for (int i = 0; i < 4; i++) {
         char host[40];
         snprintf(host, sizeof host, "http://127.0.0.%d:9100", i + 1);
         cm_service_enc_register(&b, i % 2 ? "proxy" : "scheduler", host, "z0", 1, 30 + i);
         fuzz_apply(fsm, CM_MOD_SERVICE, CM_SERVICE_OP_REGISTER, t, &b);
     }
-    for (uint32_t id = 1; id <= 18; id++) {
+    for (uint32_t id = 1; id <= 24; id++) {
         char idc[8], rack[8], host[40], path[32];
-        snprintf(idc, sizeof idc, "z%u", id % 3);
-        snprintf(rack, sizeof rack, "r%u", id % 2);
-        snprintf(host, sizeof host, "http://127.0.0.%u:8000", 1 + id % 6);
+        uint32_t node = id > 18 ? 1 + id % 3 : 0;
+        snprintf(idc, sizeof idc, "z%u", node ? node - 1 : id % 3);
+        snprintf(rack, sizeof rack, "r%u", node ? 0 : id % 2);
+        if (node)
+            snprintf(host, sizeof host, "http://127.0.1.%u:8899", node);
+        else
+            snprintf(host, sizeof host, "http://127.0.0.%u:8000", 1 + id % 6);
         snprintf(path, sizeof path, "/data/%u", id);
         struct cm_disk_info d = {.disk_id = id,
                                  .cluster_id = 1,
@@ -139,6 +159,8 @@ static inline struct cm_fsm *fuzz_fsm(void)
                                  .free = 1LL << 40,
                                  .size = 1LL << 40};
         cm_disk_enc_add(&b, &d, cfg);
+        if (node)
+            cm_disk_enc_add_node(&b, node, &caps);
         fuzz_apply(fsm, CM_MOD_DISK, CM_DISK_OP_ADD, t, &b);
     }
     cm_disk_enc_set_status(&b, 2, 2);
@@ -206,6 +228,8 @@ static inline void fuzz_selfcheck(struct cm_fsm *fsm, const char *when)
 {
     char err[256];
     int rc = cm_disk_selfcheck(fsm, err, sizeof err);
+    if (rc == 0)
+        rc = cm_node_selfcheck(fsm, err, sizeof err);
     FUZZ_CHECK(rc == 0, "disk indexes inconsistent %s: %s", when, err);
     rc = cm_volume_selfcheck(fsm, err, sizeof err);
     FUZZ_CHECK(rc == 0, "volume indexes inconsistent %s: %s", when, err);

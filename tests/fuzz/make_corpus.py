@@ -92,6 +92,17 @@ REQUESTS = [
     "POST /bid/alloc\n{\"count\":1e3}",
     "POST /diskid/alloc\nnull",
     "POST /disk/add\n" + disk(7),
+    "POST /disk/add\n" + disk(20, node_id=1, disk_set_id=0, idc="", host=""),
+    "POST /disk/add\n" + disk(20, node_id=99, disk_set_id=2),
+    "POST /node/add\n" + json.dumps({"node_id": 0, "node_set_id": 0, "cluster_id": 1,
+                                     "disk_type": 1, "idc": "z0", "rack": "r", "role": 1,
+                                     "host": "http://127.0.0.1:8899", "status": 0}),
+    "POST /node/add\n" + json.dumps({"cluster_id": 1, "disk_type": "NVMeSSD", "idc": "z1",
+                                     "role": "blobnode", "host": "h", "node_set_id": 2}),
+    "POST /node/add\n" + json.dumps({"cluster_id": 1, "disk_type": 0, "role": "x"}),
+    "POST /node/drop\n{\"node_id\":1}",
+    "GET /node/info?node_id=1\n",
+    "GET /topo/info\n",
     "POST /disk/add\n" + disk(7, status=9, path="p" * 40),
     "POST /disk/add\n" + disk(4294967295, create_time="2024-02-30T25:61:61Z"),
     "GET /disk/info?disk_id=7\n",
@@ -184,6 +195,10 @@ def disk_add(did, host="http://127.0.0.1:8000", path="/x", status=1, idc="z0", r
             i64(size) + i64(used_chunks) + u32(60) + u64(16777216))
 
 
+def caps(ns=3, rack_cap=1, idc_cap=1, ds=4, per_node=2, rack=0):
+    return u32(ns) + u32(rack_cap) + u32(idc_cap) + u32(ds) + u32(per_node) + u8(rack)
+
+
 def hb(lease=60, chunk=16777216, disks=((1, 0, 1 << 39, 1 << 40, 3),)):
     out = u32(lease) + u64(chunk) + uvar(len(disks))
     for d, used, free, size, uc in disks:
@@ -211,6 +226,17 @@ COMMANDS = {
              record(5, 5, hb(lease=0, chunk=0)), record(5, 5, hb(disks=())),
              record(5, 6, u32(8) + u8(1)), record(5, 7, u32(10) + u8(4) + i64(7) + i64(3)),
              record(5, 7, u32(11) + u8(0) + i64(-1) + i64(2 ** 40))],
+    # nodes (module 8): add (cluster, disk type, role, idc, rack, host, wanted set, caps),
+    # drop, attach a node-less disk; disks under nodes are disk adds with a node suffix
+    "node": [record(8, 1, u32(1) + u8(1) + u8(1) + s("z0") + s("r0") + s("http://n9:1") +
+                    u32(0) + caps()),
+             record(8, 1, u32(1) + u8(2) + u8(1) + s("z1") + s("r1") + s("http://n9:1") +
+                    u32(2) + caps(rack=1)),
+             record(8, 1, u32(1) + u8(1) + u8(1) + s("z0") + s("r0") + s("h") + u32(99) + caps()),
+             record(8, 2, u32(1)), record(8, 2, u32(3)),
+             record(8, 3, u32(5) + u32(2) + caps()),
+             record(3, 1, s("diskid") + u64(30)) +
+             record(5, 1, disk_add(27, host="http://n1:1") + u32(1) + u32(2) + u32(1))],
     "kv": [record(7, 1, s("key/9") + b"value"), record(7, 1, s("k") + b""),
            record(7, 2, s("key/0")), record(7, 1, s("a\0b") + b"x")],
     # volumes of the fuzz state (fuzz.h): EC6P6 (mode 2, 12 units), vid 1 leased to 10.0.0.1,
@@ -257,7 +283,8 @@ def disk_rec(did, host, path, status=1, idc="z0", rack="r0", dropping=0, expire=
             i64(0))
 
 
-def full_snapshot(disks, kvs=(("a", b"1"), ("b", b"2")), scope=(("bid", 99), ("diskid", 9))):
+def full_snapshot(disks, kvs=(("a", b"1"), ("b", b"2")), scope=(("bid", 99), ("diskid", 9)),
+                  extra=()):
     return snapshot([
         (1, uvar(2) + u64(1) + s("127.0.0.1:9998") + u64(2) + s("127.0.0.1:9999")),
         (2, uvar(1) + s("balance") + s("Enable")),
@@ -266,7 +293,7 @@ def full_snapshot(disks, kvs=(("a", b"1"), ("b", b"2")), scope=(("bid", 99), ("d
          i64(T0 + 30 * 10 ** 9)),
         (5, uvar(len(disks)) + b"".join(disks)),
         (7, uvar(len(kvs)) + b"".join(s(k) + s(v) for k, v in kvs)),
-    ])
+    ] + list(extra))
 
 
 SNAPSHOTS = {
@@ -282,6 +309,14 @@ SNAPSHOTS = {
     "two-sections": snapshot([(2, uvar(0)), (2, uvar(0))]),
     "unknown-module": snapshot([(6, b""), (9, b"")]),
     "truncated": full_snapshot([disk_rec(1, "h", "/p")])[:-40],
+    "nodes": full_snapshot([disk_rec(1, "http://n1:1", "/a"), disk_rec(2, "http://n1:1", "/b")],
+                           extra=[(8, u32(2) + u32(3) + uvar(2) +
+                                   u32(1) + u32(2) + u32(1) + u8(1) + u8(1) + u8(1) + s("z0") +
+                                   s("r0") + s("http://n1:1") +
+                                   u32(2) + u32(2) + u32(1) + u8(1) + u8(1) + u8(2) + s("z1") +
+                                   s("r1") + s("http://n2:1") +
+                                   uvar(2) + u32(1) + u32(1) + u32(2) + u8(1) +
+                                   u32(2) + u32(1) + u32(3) + u8(0))]),
     # past findings, kept as seeds: an id that sized the disk table to 2^32 entries, numbers
     # whose sums overflowed
     "disk-id-huge": full_snapshot([disk_rec(2 ** 32 - 2, "h", "/a")], scope=(("diskid", 2 ** 32),)),

@@ -36,12 +36,6 @@
 #include "../../src/util/codec.h"
 #include "cmctl.h"
 
-static const char *const module_names[CM_MOD_MAX] = {
-    [CM_MOD_MEMBERS] = "members", [CM_MOD_CONFIG] = "config", [CM_MOD_SCOPE] = "scope",
-    [CM_MOD_SERVICE] = "service", [CM_MOD_DISK] = "disk",     [CM_MOD_VOLUME] = "volume",
-    [CM_MOD_KV] = "kv",
-};
-
 static int read_file(const char *path, struct cm_buf *out)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
@@ -189,10 +183,12 @@ static int snap_inspect(struct cmctl *c, const char *file)
         for (uint32_t i = 0; i < n; i++) {
             struct cm_dec d;
             cm_dec_init(&d, sec[i].data, (size_t)sec[i].len);
+            /* the node section starts with its two set counters, then its node count */
+            if (sec[i].id == CM_MOD_NODE)
+                cm_get_u64(&d);
             uint64_t count = sec[i].len ? cm_get_uvar(&d) : 0;
-            const char *name = sec[i].id < CM_MOD_MAX && module_names[sec[i].id]
-                                   ? module_names[sec[i].id]
-                                   : "unknown";
+            const struct cm_module *m = cm_fsm_module(sec[i].id);
+            const char *name = m ? m->name : "unknown";
             printf("  %-8s (module %u): %" PRIu64 " bytes, %" PRIu64 " entries\n", name, sec[i].id,
                    sec[i].len, count);
         }
