@@ -11,7 +11,7 @@ import requests
 from cmcluster import ROOT, BUILD
 
 CMCTL = os.path.join(ROOT, BUILD, "cmctl")
-GROUPS = ["stat", "member", "config", "task", "disk", "volume", "chunk", "service", "kv", "bid",
+GROUPS = ["stat", "member", "config", "task", "disk", "node", "volume", "chunk", "service", "kv", "bid",
           "snapshot", "raw"]
 SWITCHES = ["disk_repair", "balance", "disk_drop", "blob_delete", "shard_repair", "vol_inspect"]
 
@@ -177,8 +177,9 @@ def test_disk_commands(make_cluster):
     assert rc == 0 and json.loads(out)["disks"][0]["disk_id"] == disk_id, err
     assert run("disk", "access", str(disk_id), "true", hosts=h)[0] == 0
     assert json.loads(run("disk", "get", str(disk_id), hosts=h)[1])["readonly"] is True
-    assert run("disk", "access", str(disk_id), "false", hosts=h)[0] == 0
     assert run("disk", "drop", str(disk_id), hosts=h)[0] == 0
+    rc, _, err = run("disk", "access", str(disk_id), "false", hosts=h)
+    assert rc == 1 and "932" in err  # a dropping disk keeps its readonly flag
     rc, out, _ = run("disk", "dropping", hosts=h)
     assert rc == 0 and [d["disk_id"] for d in json.loads(out)["disks"]] == [disk_id]
     assert run("disk", "dropped", str(disk_id), hosts=h)[0] == 0
@@ -186,6 +187,23 @@ def test_disk_commands(make_cluster):
     rc, _, err = run("disk", "get", "999", hosts=h)
     assert rc == 1 and "911" in err  # disk not found
     assert run("disk", "set", str(disk_id), "sideways", hosts=h)[0] == 2
+
+    # nodes (CubeFS v3.5.1+)
+    node = {"cluster_id": 1, "disk_type": "hdd", "idc": "z0", "rack": "r1", "role": 1,
+            "host": "http://127.0.0.1:8898"}
+    rc, out, err = run("node", "add", json.dumps(node), hosts=h)
+    assert rc == 0, err
+    node_id = json.loads(out)["node_id"]
+    rc, out, _ = run("node", "get", str(node_id), hosts=h)
+    assert rc == 0 and json.loads(out)["host"] == "http://127.0.0.1:8898"
+    rc, out, _ = run("node", "topo", hosts=h)
+    sets = json.loads(out)["all_node_sets"]["blobnode"]["hdd"]
+    assert any(node_id in s["nodes"] for s in sets.values())
+    rc, _, err = run("node", "get", "999", hosts=h)
+    assert rc == 1 and "934" in err
+    assert run("node", "drop", str(node_id), hosts=h)[0] == 0
+    assert json.loads(run("node", "get", str(node_id), hosts=h)[1])["status"] == 2
+    assert run("node", "drop", "x", hosts=h)[0] == 2
 
 
 def test_volume_commands(make_cluster):

@@ -401,8 +401,9 @@ static int c_config_del(struct cmctl *c, char **a)
 }
 
 /* task switches */
-static const char *const switches[] = {"disk_repair",  "balance",     "disk_drop", "blob_delete",
-                                       "shard_repair", "vol_inspect", NULL};
+static const char *const switches[] = {"disk_repair",    "balance",      "disk_drop",
+                                       "blob_delete",    "shard_repair", "vol_inspect",
+                                       "volume_inspect", "data_inspect", NULL};
 
 static int check_switch(const char *s)
 {
@@ -410,7 +411,7 @@ static int check_switch(const char *s)
         return 0;
     return cmctl_fail(CMCTL_ERR_USAGE,
                       "unknown task switch \"%s\" (one of disk_repair, balance, disk_drop, "
-                      "blob_delete, shard_repair, vol_inspect)",
+                      "blob_delete, shard_repair, volume_inspect (vol_inspect), data_inspect)",
                       s);
 }
 
@@ -587,6 +588,41 @@ static int c_disk_heartbeat(struct cmctl *c, char **a)
 static int c_disk_update(struct cmctl *c, char **a)
 {
     return c_json_post(c, "/admin/disk/update", a[0]);
+}
+
+/* nodes and copy sets (CubeFS v3.5.1+) */
+static int c_node_add(struct cmctl *c, char **a)
+{
+    return c_json_post(c, "/node/add", a[0]);
+}
+
+static int c_node_get(struct cmctl *c, char **a)
+{
+    uint64_t id;
+    int rc = parse_u64(a[0], "node id", UINT32_MAX, &id);
+    if (rc)
+        return rc;
+    char *p = path_q("/node/info", "node_id", a[0]);
+    rc = call(c, "GET", p, NULL, true);
+    free(p);
+    return rc;
+}
+
+static int c_node_drop(struct cmctl *c, char **a)
+{
+    uint64_t id;
+    int rc = parse_u64(a[0], "node id", UINT32_MAX, &id);
+    if (rc)
+        return rc;
+    struct json_object *o = obj();
+    add_u64(o, "node_id", id);
+    return call(c, "POST", "/node/drop", o, true);
+}
+
+static int c_node_topo(struct cmctl *c, char **a)
+{
+    (void)a;
+    return call(c, "GET", "/topo/info", NULL, true);
 }
 
 static int disk_id_body(const char *s, struct json_object **out)
@@ -1061,6 +1097,13 @@ static const struct command commands[] = {
     {"disk", "alloc-id", 0, 0, c_disk_alloc_id, "disk alloc-id",
      "Allocate a disk id (POST /diskid/alloc)."},
     {"disk", "get", 1, 1, c_disk_get, "disk get <disk-id>", "Disk info (GET /disk/info)."},
+    {"node", "add", 1, 1, c_node_add, "node add <node-info-json | @file | ->",
+     "Register a blobnode (POST /node/add); answers its node id, the same id again for the "
+     "same host and disk type."},
+    {"node", "get", 1, 1, c_node_get, "node get <node-id>", "Node info (GET /node/info)."},
+    {"node", "drop", 1, 1, c_node_drop, "node drop <node-id>",
+     "Drop a node whose disks are all repaired or dropped (POST /node/drop)."},
+    {"node", "topo", 0, 0, c_node_topo, "node topo", "Node sets and disk sets (GET /topo/info)."},
     {"disk", "list", 0, 0, c_disk_list,
      "disk list [--idc I] [--rack R] [--host-filter H] [--status S] [--marker M] [--count N] "
      "[--all]",
@@ -1170,6 +1213,7 @@ static const char *const group_help[][2] = {
     {"task", "background task switches: enable, disable, status"},
     {"disk", "disks: alloc-id, get, list, add, set, heartbeat, drop, dropped, dropping, "
              "access, update"},
+    {"node", "blobnodes and copy sets (CubeFS v3.5.1+): add, get, drop, topo"},
     {"volume", "volumes and units: get, list, list-status, alloc, allocated, retain, lock, "
                "unlock, update, admin-update, unit-update, unit-alloc, unit-release, units"},
     {"chunk", "chunk reports and compaction: report, compact"},
