@@ -1,4 +1,4 @@
-/* The code-mode table (spec §4.5). */
+/* The code-mode table (spec §4.5, current-release.md §3.8). */
 #include "codemode.h"
 
 #include <stddef.h>
@@ -11,7 +11,15 @@ static const struct cm_codemode modes[] = {
     {"EC6P6Align512", 7, 6, 6, 0, 3, 11, 512}, {"EC4P4L2", 8, 4, 4, 2, 2, 6, 2048},
     {"EC12P4", 9, 12, 4, 0, 1, 15, 2048},      {"EC16P4", 10, 16, 4, 0, 1, 19, 2048},
     {"EC3P3", 11, 3, 3, 0, 1, 5, 2048},        {"EC10P4", 12, 10, 4, 0, 1, 13, 2048},
-    {"EC6P3", 13, 6, 3, 0, 1, 8, 2048},
+    {"EC6P3", 13, 6, 3, 0, 1, 8, 2048},        {"EC12P9", 14, 12, 9, 0, 3, 20, 2048},
+};
+
+/* Replica modes (M = L = 0) of CubeFS v3.5.1 and later. Their volumes are placed through copy
+ * sets, which we do not implement yet, so they live outside the table above: no lookup by id
+ * finds them and no volume of such a mode can exist. */
+static const struct cm_codemode replica_modes[] = {
+    {"Replica3", 100, 3, 0, 0, 3, 3, 0},
+    {"Replica3OneAZ", 101, 3, 0, 0, 1, 3, 0},
 };
 
 const struct cm_codemode *cm_codemode_by_name(const char *name)
@@ -19,6 +27,14 @@ const struct cm_codemode *cm_codemode_by_name(const char *name)
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
         if (strcmp(modes[i].name, name) == 0)
             return &modes[i];
+    return NULL;
+}
+
+const struct cm_codemode *cm_codemode_replica_by_name(const char *name)
+{
+    for (size_t i = 0; i < sizeof replica_modes / sizeof replica_modes[0]; i++)
+        if (strcmp(replica_modes[i].name, name) == 0)
+            return &replica_modes[i];
     return NULL;
 }
 

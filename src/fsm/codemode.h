@@ -1,6 +1,6 @@
 /*
- * The erasure-code modes of the blob store (spec §4.5): a fixed table of names, ids and shard
- * counts that every module and client agrees on.
+ * The erasure-code modes of the blob store (spec §4.5, current-release.md §3.8): a fixed table
+ * of names, ids and shard counts that every module and client agrees on.
  */
 #ifndef CM_CODEMODE_H
 #define CM_CODEMODE_H
@@ -16,9 +16,12 @@ struct cm_codemode {
     int min_shard_size;
 };
 
-/* NULL when unknown. */
+/* Erasure-code modes only; NULL when unknown. */
 const struct cm_codemode *cm_codemode_by_name(const char *name);
 const struct cm_codemode *cm_codemode_by_id(unsigned id);
+/* The replica modes CubeFS knows (Replica3, Replica3OneAZ), which we do not support yet: only
+ * so that a config naming one is refused with a clear message. NULL for any other name. */
+const struct cm_codemode *cm_codemode_replica_by_name(const char *name);
 
 static inline int cm_codemode_units(const struct cm_codemode *c)
 {

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../fsm/codemode.h"
 #include "../util/buf.h"
@@ -199,6 +200,242 @@ static int parse_peer_map(struct pctx *p, struct json_object *o, const char *pat
     return 0;
 }
 
+/* Check one address "ip:port" of a member entry. */
+static int member_addr(struct pctx *p, struct json_object *o, const char *path, const char *name,
+                       bool required, char *out)
+{
+    if (get_str(p, o, path, name, required, out, CM_ADDR_MAX) < 0)
+        return -1;
+    char host[CM_ADDR_MAX];
+    uint16_t port;
+    if (out[0] == '\0') {
+        if (required)
+            return fail(p, "%s.%s must not be empty", path, name);
+        return 0;
+    }
+    if (parse_hostport(out, host, sizeof host, &port) != 0 || host[0] == '\0')
+        return fail(p, "%s.%s: \"%s\" is not an address of the form ip:port", path, name, out);
+    return 0;
+}
+
+static const char *peer_addr(const struct cm_peer *v, size_t n, uint64_t id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i].id == id)
+            return v[i].addr;
+    return NULL;
+}
+
+/* Does the map `given` (from the S-era fields) say exactly what `want` (from members) says? */
+static int same_map(struct pctx *p, const char *what, const struct cm_peer *given, size_t ngiven,
+                    const struct cm_peer *want, size_t nwant)
+{
+    for (size_t i = 0; i < nwant; i++) {
+        const char *a = peer_addr(given, ngiven, want[i].id);
+        if (a == NULL || strcmp(a, want[i].addr) != 0)
+            return fail(p,
+                        "raft_config.raft_node_config.members and %s disagree about node %llu "
+                        "(%s there, %s in members): give one of the two forms",
+                        what, (unsigned long long)want[i].id, a ? a : "absent", want[i].addr);
+    }
+    for (size_t i = 0; i < ngiven; i++)
+        if (peer_addr(want, nwant, given[i].id) == NULL)
+            return fail(p,
+                        "raft_config.raft_node_config.members and %s disagree about node %llu "
+                        "(%s there, absent in members): give one of the two forms",
+                        what, (unsigned long long)given[i].id, given[i].addr);
+    return 0;
+}
+
+/*
+ * raft_node_config.members (CubeFS v3.2 and later): [{id, host, learner, node_host}] stands for
+ * server_config.peers and learners (the raft addresses) and raft_node_config.nodes (the HTTP
+ * addresses). A file may give both forms only if they agree.
+ */
+static int merge_members(struct pctx *p, struct json_object *arr, struct cm_config *cfg)
+{
+    static const char *const known[] = {"id", "host", "learner", "node_host", NULL};
+    const char *path = "raft_config.raft_node_config.members";
+    if (arr == NULL)
+        return 0;
+    if (!json_object_is_type(arr, json_type_array))
+        return fail(p, "%s must be an array of {id, host, learner, node_host}", path);
+    size_t n = json_object_array_length(arr);
+    struct cm_peer *voters = cm_calloc(n + 1, sizeof *voters);
+    struct cm_peer *learners = cm_calloc(n + 1, sizeof *learners);
+    struct cm_peer *nodes = cm_calloc(n + 1, sizeof *nodes);
+    size_t nv = 0, nl = 0, nn = 0;
+    int rc = -1;
+    for (size_t i = 0; i < n; i++) {
+        struct json_object *o = json_object_array_get_idx(arr, i);
+        char ipath[96];
+        snprintf(ipath, sizeof ipath, "%s[%zu]", path, i);
+        uint64_t id;
+        bool learner = false;
+        char host[CM_ADDR_MAX] = "", node_host[CM_ADDR_MAX] = "";
+        if (check_fields(p, o, ipath, known, NULL) < 0 ||
+            get_u64(p, o, ipath, "id", true, UINT64_MAX, &id) < 0 ||
+            get_bool(p, o, ipath, "learner", &learner) < 0 ||
+            member_addr(p, o, ipath, "host", true, host) < 0 ||
+            member_addr(p, o, ipath, "node_host", false, node_host) < 0)
+            goto out;
+        if (id == 0) {
+            fail(p, "%s.id must not be 0", ipath);
+            goto out;
+        }
+        if (peer_addr(voters, nv, id) || peer_addr(learners, nl, id)) {
+            fail(p, "%s: node id %llu is listed twice", path, (unsigned long long)id);
+            goto out;
+        }
+        for (size_t j = 0; j < nv + nl; j++)
+            if (strcmp(j < nv ? voters[j].addr : learners[j - nv].addr, host) == 0) {
+                fail(p, "%s: address %s is used by two members", path, host);
+                goto out;
+            }
+        struct cm_peer *e = learner ? &learners[nl++] : &voters[nv++];
+        e->id = id;
+        memcpy(e->addr, host, sizeof e->addr);
+        if (node_host[0]) {
+            nodes[nn].id = id;
+            memcpy(nodes[nn].addr, node_host, sizeof nodes[nn].addr);
+            nn++;
+        }
+    }
+    if (cfg->n_peers || cfg->n_learners) {
+        if (same_map(p, "raft_config.server_config.peers", cfg->peers, cfg->n_peers, voters, nv) <
+                0 ||
+            same_map(p, "raft_config.server_config.learners", cfg->learners, cfg->n_learners,
+                     learners, nl) < 0)
+            goto out;
+        CM_INFO("config", "%s repeats server_config.peers and learners", path);
+    }
+    if (cfg->n_nodes) {
+        if (same_map(p, "raft_config.raft_node_config.nodes", cfg->nodes, cfg->n_nodes, nodes, nn) <
+            0)
+            goto out;
+        CM_INFO("config", "%s repeats raft_node_config.nodes", path);
+    }
+    free(cfg->peers);
+    free(cfg->learners);
+    free(cfg->nodes);
+    cfg->peers = voters, cfg->n_peers = nv;
+    cfg->learners = learners, cfg->n_learners = nl;
+    cfg->nodes = nodes, cfg->n_nodes = nn;
+    return 0;
+out:
+    free(voters);
+    free(learners);
+    free(nodes);
+    return rc;
+}
+
+/* A map key that names an enumeration value, compared without regard to case. */
+static bool name_is(const char *key, const char *name)
+{
+    return strcasecmp(key, name) == 0;
+}
+
+/*
+ * disk_mgr_config.copy_set_configs in the shape of CubeFS v3.5.1-v3.5.3 (current-release.md
+ * §2.3): role name -> disk type name -> caps. Only names work as keys. Caps of 0 are unset; the
+ * blobnode/hdd entry falls back to its defaults field by field, every other entry stays 0.
+ */
+static int parse_copy_sets(struct pctx *p, struct json_object *o, struct cm_config *cfg)
+{
+    static const char *const caps_known[] = {"node_set_cap", "node_set_rack_cap", "disk_set_cap",
+                                             "disk_count_per_node_in_disk_set", NULL};
+    static const char *const types[] = {
+        [CM_DISK_TYPE_HDD] = "hdd", [CM_DISK_TYPE_SSD] = "ssd", [CM_DISK_TYPE_NVMESSD] = "nvmessd"};
+    const char *path = "disk_mgr_config.copy_set_configs";
+    if (o == NULL)
+        return 0;
+    if (!json_object_is_type(o, json_type_object))
+        return fail(p, "%s must be an object keyed by node role (\"blobnode\")", path);
+    json_object_object_foreach(o, role, per_type)
+    {
+        if (name_is(role, "shardnode")) {
+            CM_INFO("config", "ignoring %s.%s: shardnodes are not supported", path, role);
+            continue;
+        }
+        if (!name_is(role, "blobnode"))
+            return fail(p, "%s: \"%s\" is not a node role name (blobnode, shardnode)", path, role);
+        char rpath[96];
+        snprintf(rpath, sizeof rpath, "%s.%s", path, role);
+        if (per_type == NULL || !json_object_is_type(per_type, json_type_object))
+            return fail(p, "%s must be an object keyed by disk type (hdd, ssd, nvmessd)", rpath);
+        json_object_object_foreach(per_type, tname, caps)
+        {
+            int t = 0;
+            for (int k = 1; k <= CM_DISK_TYPE_MAX; k++)
+                if (name_is(tname, types[k]))
+                    t = k;
+            if (t == 0)
+                return fail(p, "%s: \"%s\" is not a disk type name (hdd, ssd, nvmessd)", rpath,
+                            tname);
+            char tpath[128];
+            snprintf(tpath, sizeof tpath, "%s.%s", rpath, tname);
+            if (caps == NULL || check_fields(p, caps, tpath, caps_known, NULL) < 0)
+                return caps == NULL ? fail(p, "%s must be an object", tpath) : -1;
+            int64_t v[4] = {0, 0, 0, 0};
+            for (int k = 0; k < 4; k++)
+                if (get_i64(p, caps, tpath, caps_known[k], 0, INT32_MAX, &v[k]) < 0)
+                    return -1;
+            struct cm_copyset_caps *c = &cfg->copy_set[t];
+            const struct cm_copyset_caps dflt = t == CM_DISK_TYPE_HDD
+                                                    ? (struct cm_copyset_caps){108, 6, 2160, 20}
+                                                    : (struct cm_copyset_caps){0, 0, 0, 0};
+            c->node_set_cap = v[0] ? (uint32_t)v[0] : dflt.node_set_cap;
+            c->node_set_rack_cap = v[1] ? (uint32_t)v[1] : dflt.node_set_rack_cap;
+            c->disk_set_cap = v[2] ? (uint32_t)v[2] : dflt.disk_set_cap;
+            c->disk_count_per_node_in_disk_set =
+                v[3] ? (uint32_t)v[3] : dflt.disk_count_per_node_in_disk_set;
+        }
+    }
+    return 0;
+}
+
+/* ---- task switches (docs/compatibility.md, "Task switches") ------------------------------ */
+
+static const char *const switch_keys[] = {"disk_repair",
+                                          "balance",
+                                          "disk_drop",
+                                          "volume_inspect",
+                                          "vol_inspect",
+                                          "shard_repair",
+                                          "blob_delete",
+                                          "data_inspect",
+                                          "shard_disk_repair",
+                                          "shard_node_blob_delete",
+                                          NULL};
+
+bool cm_config_is_switch(const char *key)
+{
+    return in_list(key, switch_keys);
+}
+
+const char *cm_config_switch_alias(const char *key)
+{
+    if (strcmp(key, "vol_inspect") == 0)
+        return "volume_inspect";
+    if (strcmp(key, "volume_inspect") == 0)
+        return "vol_inspect";
+    return NULL;
+}
+
+const char *cm_config_switch_value(int format, const char *value)
+{
+    bool on;
+    if (strcasecmp(value, "true") == 0 || strcasecmp(value, "enable") == 0)
+        on = true;
+    else if (strcasecmp(value, "false") == 0 || strcasecmp(value, "disable") == 0)
+        on = false;
+    else
+        return NULL;
+    if (format == CM_SWITCH_2022)
+        return on ? "Enable" : "Disable";
+    return on ? "true" : "false";
+}
+
 static int cmp_policy(const void *a, const void *b)
 {
     const struct cm_policy *x = a, *y = b;
@@ -231,6 +468,13 @@ static int parse_policies(struct pctx *p, struct json_object *arr, struct cm_con
         if (get_str(p, o, path, "mode_name", true, pol->mode_name, sizeof pol->mode_name) < 0)
             goto out;
         const struct cm_codemode *cm = cm_codemode_by_name(pol->mode_name);
+        if (cm == NULL && cm_codemode_replica_by_name(pol->mode_name) != NULL) {
+            fail(p,
+                 "%s: replica code modes are not supported yet (\"%s\": copy-set placement of "
+                 "replica volumes is not implemented); use an erasure-code mode",
+                 path, pol->mode_name);
+            goto out;
+        }
         if (cm == NULL) {
             fail(p, "%s: unknown code mode \"%s\"", path, pol->mode_name);
             goto out;
@@ -304,10 +548,12 @@ static int parse_policies(struct pctx *p, struct json_object *arr, struct cm_con
         next = pol->max_size == INT64_MAX ? INT64_MAX : pol->max_size + 1;
         enabled++;
     }
-    if (enabled == 0) {
-        fail(p, "code_mode_policies: at least one policy must be enabled");
-        goto out;
-    }
+    /* The reference accepts a file whose policies are all disabled; such a cluster creates no
+     * volume and allocates none until a policy is enabled (and the nodes restarted). */
+    if (enabled == 0)
+        CM_WARN("config",
+                "no code_mode_policies entry is enabled: this cluster creates no volumes and "
+                "/volume/alloc finds none until one is enabled");
     /* The `code_mode` config value: the sorted policy list as compact JSON (spec §4.7). */
     cm_buf_puts(code_mode_json, "[");
     for (size_t i = 0; i < n; i++) {
@@ -349,11 +595,74 @@ static int cmp_default(const void *a, const void *b)
     return strcmp(((const struct cm_kv_default *)a)->key, ((const struct cm_kv_default *)b)->key);
 }
 
-static int parse_cluster_config(struct pctx *p, struct json_object *o, struct cm_config *cfg,
-                                const char *code_mode_json)
+/*
+ * The spelling of task switches (see docs/compatibility.md): task_switch_format when given, else
+ * the spelling of the switches in cluster_config (a 2022 file spells them Enable/Disable), else
+ * the current one. Switch defaults are then written in that spelling, and vol_inspect and
+ * volume_inspect, two names of one switch, get the same default.
+ */
+static int switch_defaults(struct pctx *p, struct json_object *o, struct cm_config *cfg,
+                           bool format_given)
 {
+    if (!format_given) {
+        cfg->task_switch_format = CM_SWITCH_CURRENT;
+        json_object_object_foreach(o, key, val)
+        {
+            const char *v = val && json_object_is_type(val, json_type_string)
+                                ? json_object_get_string(val)
+                                : "";
+            if (cm_config_is_switch(key) &&
+                (strcasecmp(v, "enable") == 0 || strcasecmp(v, "disable") == 0)) {
+                cfg->task_switch_format = CM_SWITCH_2022;
+                CM_INFO("config",
+                        "task switches are spelled Enable/Disable, as cluster_config.%s is: the "
+                        "2022 clients read them so (set task_switch_format to \"current\" for "
+                        "CubeFS v3.2 and later, which read true/false)",
+                        key);
+                break;
+            }
+        }
+    }
+    for (size_t i = 0; i < cfg->n_defaults; i++) {
+        struct cm_kv_default *d = &cfg->defaults[i];
+        const char *v = cm_config_is_switch(d->key)
+                            ? cm_config_switch_value(cfg->task_switch_format, d->value)
+                            : NULL;
+        if (v != NULL && strcmp(v, d->value) != 0) {
+            CM_INFO("config", "cluster_config.%s: switch value \"%s\" is written \"%s\"", d->key,
+                    d->value, v);
+            free(d->value);
+            d->value = cm_strdup(v);
+        }
+    }
+    const char *a = cm_config_default(cfg, "vol_inspect");
+    const char *b = cm_config_default(cfg, "volume_inspect");
+    if (a && b && strcmp(a, b) != 0)
+        return fail(p,
+                    "cluster_config.vol_inspect (\"%s\") and cluster_config.volume_inspect "
+                    "(\"%s\") name the same task switch but differ",
+                    a, b);
+    if (a && !b)
+        add_default(cfg, "volume_inspect", a);
+    else if (b && !a)
+        add_default(cfg, "vol_inspect", b);
+    return 0;
+}
+
+/*
+ * `current_file`: the file is in the form of CubeFS v3.2 and later (raft_node_config.members).
+ * Those releases make cluster_config optional (the v3.5 sample has none); the 2022 release
+ * requires it, so a 2022-form file without one is neither and stays refused.
+ */
+static int parse_cluster_config(struct pctx *p, struct json_object *o, struct cm_config *cfg,
+                                const char *code_mode_json, bool format_given, bool current_file)
+{
+    struct json_object *empty = NULL;
+    if (o == NULL && !current_file)
+        return fail(p, "field \"cluster_config\" is required (it may be {}) in a file without "
+                       "raft_config.raft_node_config.members");
     if (o == NULL)
-        return fail(p, "field \"cluster_config\" is required (it may be {})");
+        o = empty = json_object_new_object();
     if (!json_object_is_type(o, json_type_object))
         return fail(p, "cluster_config must be an object");
     json_object_object_foreach(o, key, val)
@@ -384,6 +693,10 @@ static int parse_cluster_config(struct pctx *p, struct json_object *o, struct cm
     snprintf(chunk, sizeof chunk, "%" PRIu64, cfg->chunk_size);
     add_default(cfg, "volume_chunk_size", chunk);
     add_default(cfg, "code_mode", code_mode_json);
+    int rc = switch_defaults(p, o, cfg, format_given);
+    json_object_put(empty);
+    if (rc < 0)
+        return -1;
     qsort(cfg->defaults, cfg->n_defaults, sizeof *cfg->defaults, cmp_default);
     return 0;
 }
@@ -411,10 +724,16 @@ static int parse_raft(struct pctx *p, struct json_object *raft, struct cm_config
                                            "max_reads_per_barrier",
                                            "listen_ip",
                                            NULL};
-    static const char *const sc_go[] = {"raft_wal_sync", "max_snapshots", "snapshot_timeout", NULL};
-    static const char *const nc_known[] = {"node_protocol", "nodes", NULL};
+    static const char *const sc_go[] = {"raft_wal_sync",
+                                        "max_snapshots",
+                                        "snapshot_timeout",
+                                        "use_rocksdb",
+                                        "disable_proposal_forwarding",
+                                        "server_timeout_min",
+                                        NULL};
+    static const char *const nc_known[] = {"node_protocol", "nodes", "members", NULL};
     static const char *const nc_go[] = {"flush_num_interval", "flush_time_interval_s",
-                                        "truncate_num_interval", NULL};
+                                        "truncate_num_interval", "apply_flush", NULL};
     if (raft == NULL)
         return fail(p, "field \"raft_config\" is required");
     if (check_fields(p, raft, "raft_config", raft_known, raft_go) < 0)
@@ -444,6 +763,25 @@ static int parse_raft(struct pctx *p, struct json_object *raft, struct cm_config
         parse_peer_map(p, sub(sc, "learners"), "raft_config.server_config.learners", &cfg->learners,
                        &cfg->n_learners) < 0)
         return -1;
+
+    struct json_object *nc = sub(raft, "raft_node_config");
+    snprintf(cfg->node_protocol, sizeof cfg->node_protocol, "http://");
+    if (nc != NULL) {
+        const char *npath = "raft_config.raft_node_config";
+        if (check_fields(p, nc, npath, nc_known, nc_go) < 0)
+            return -1;
+        if (get_str(p, nc, npath, "node_protocol", false, cfg->node_protocol,
+                    sizeof cfg->node_protocol) < 0)
+            return -1;
+        if (strcmp(cfg->node_protocol, "http://") != 0 &&
+            strcmp(cfg->node_protocol, "https://") != 0)
+            return fail(p, "%s.node_protocol must be \"http://\" or \"https://\"", npath);
+        if (parse_peer_map(p, sub(nc, "nodes"), "raft_config.raft_node_config.nodes", &cfg->nodes,
+                           &cfg->n_nodes) < 0)
+            return -1;
+        if (merge_members(p, sub(nc, "members"), cfg) < 0)
+            return -1;
+    }
     for (size_t i = 0; i < cfg->n_learners; i++)
         for (size_t j = 0; j < cfg->n_peers; j++) {
             if (cfg->learners[i].id == cfg->peers[j].id)
@@ -545,23 +883,6 @@ static int parse_raft(struct pctx *p, struct json_object *raft, struct cm_config
         if (cfg->raft_listen_ip[0] == '\0')
             snprintf(cfg->raft_listen_ip, sizeof cfg->raft_listen_ip, "0.0.0.0");
     }
-
-    struct json_object *nc = sub(raft, "raft_node_config");
-    snprintf(cfg->node_protocol, sizeof cfg->node_protocol, "http://");
-    if (nc != NULL) {
-        const char *npath = "raft_config.raft_node_config";
-        if (check_fields(p, nc, npath, nc_known, nc_go) < 0)
-            return -1;
-        if (get_str(p, nc, npath, "node_protocol", false, cfg->node_protocol,
-                    sizeof cfg->node_protocol) < 0)
-            return -1;
-        if (strcmp(cfg->node_protocol, "http://") != 0 &&
-            strcmp(cfg->node_protocol, "https://") != 0)
-            return fail(p, "%s.node_protocol must be \"http://\" or \"https://\"", npath);
-        if (parse_peer_map(p, sub(nc, "nodes"), "raft_config.raft_node_config.nodes", &cfg->nodes,
-                           &cfg->n_nodes) < 0)
-            return -1;
-    }
     return 0;
 }
 
@@ -602,13 +923,14 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
                                             "metric_report_interval_m",
                                             "http",
                                             "tls",
+                                            "task_switch_format",
                                             NULL};
-    static const char *const top_go[] = {"max_procs",
-                                         "normal_db_path",
-                                         "normal_db_option",
-                                         "consul_agent_addr",
-                                         "cluster_report_interval_s",
-                                         NULL};
+    static const char *const top_go[] = {"max_procs", "normal_db_path", "normal_db_option",
+                                         "consul_agent_addr", "cluster_report_interval_s",
+                                         /* CubeFS v3.2 and later */
+                                         "db_path", "kv_db_path", "kv_db_option", "db_cache_size",
+                                         "consistent_check_interval_m", "consul_token",
+                                         "consul_token_file", NULL};
     if (check_fields(p, root, "", top_known, top_go) < 0)
         goto out;
 
@@ -777,14 +1099,12 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
                                             "min_allocable_volume_count",
                                             "allocatable_disk_load_threshold",
                                             "blob_node_config",
+                                            "allocatable_size",
+                                            "alloc_factor",
                                             NULL};
-        static const char *const go[] = {"volume_db_path",
-                                         "volume_db_option",
-                                         "flush_interval_s",
-                                         "volume_slice_map_num",
-                                         "apply_concurrency",
-                                         "local_host",
-                                         NULL};
+        static const char *const go[] = {
+            "volume_db_path",    "volume_db_option", "flush_interval_s", "volume_slice_map_num",
+            "apply_concurrency", "local_host",       "shard_num",        NULL};
         const char *path = "volume_mgr_config";
         if (check_fields(p, vm, path, known, go) < 0 ||
             get_i64(p, vm, path, "retain_time_s", 0, 86400 * 30, &cfg->retain_time_s) < 0 ||
@@ -794,8 +1114,12 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
             get_i64(p, vm, path, "min_allocable_volume_count", 0, 1000000,
                     &cfg->min_allocable_volume_count) < 0 ||
             get_i64(p, vm, path, "allocatable_disk_load_threshold", INT32_MIN, INT32_MAX,
-                    &cfg->allocatable_disk_load_threshold) < 0)
+                    &cfg->allocatable_disk_load_threshold) < 0 ||
+            get_i64(p, vm, path, "allocatable_size", 0, INT64_MAX, &cfg->allocatable_size) < 0 ||
+            get_i64(p, vm, path, "alloc_factor", 0, 1000000, &cfg->alloc_factor) < 0)
             goto out;
+        if (cfg->alloc_factor == 0)
+            cfg->alloc_factor = 5;
         if (cfg->retain_time_s == 0)
             cfg->retain_time_s = 600;
         if (cfg->check_expired_volume_interval_s == 0)
@@ -819,11 +1143,16 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
     cfg->copy_set[CM_DISK_TYPE_HDD] = (struct cm_copyset_caps){108, 6, 2160, 20};
     struct json_object *dm = sub(root, "disk_mgr_config");
     if (dm) {
-        static const char *const known[] = {
-            "refresh_interval_s",    "rack_aware", "host_aware", "heartbeat_expire_interval_s",
-            "alloc_tolerate_buffer", NULL};
+        static const char *const known[] = {"refresh_interval_s",
+                                            "rack_aware",
+                                            "host_aware",
+                                            "heartbeat_expire_interval_s",
+                                            "alloc_tolerate_buffer",
+                                            "copy_set_configs",
+                                            NULL};
         static const char *const go[] = {"flush_interval_s", "apply_concurrency",
-                                         "blob_node_config", "ensure_index", NULL};
+                                         "blob_node_config", "ensure_index",
+                                         "reserved_space",   NULL};
         const char *path = "disk_mgr_config";
         if (check_fields(p, dm, path, known, go) < 0 ||
             get_i64(p, dm, path, "refresh_interval_s", 0, 86400, &cfg->refresh_interval_s) < 0 ||
@@ -840,11 +1169,14 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
             cfg->heartbeat_expire_interval_s = 60;
         if (cfg->alloc_tolerate_buffer < 0)
             cfg->alloc_tolerate_buffer = 50;
+        if (parse_copy_sets(p, sub(dm, "copy_set_configs"), cfg) < 0)
+            goto out;
     }
     cfg->heartbeat_notify_interval_s = 10;
     cfg->max_heartbeat_notify_num = 2000;
     cfg->metric_report_interval_m = 2;
-    if (get_i64(p, root, "", "heartbeat_notify_interval_s", 0, 86400,
+    /* -1 (our extension): propose every heartbeat, none is "too frequent" */
+    if (get_i64(p, root, "", "heartbeat_notify_interval_s", -1, 86400,
                 &cfg->heartbeat_notify_interval_s) < 0 ||
         get_i64(p, root, "", "max_heartbeat_notify_num", 0, INT32_MAX,
                 &cfg->max_heartbeat_notify_num) < 0 ||
@@ -863,7 +1195,20 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
     }
     if (parse_policies(p, sub(root, "code_mode_policies"), cfg, &code_mode_json) < 0)
         goto out;
-    if (parse_cluster_config(p, sub(root, "cluster_config"), cfg, code_mode_json.data) < 0)
+    char fmt[16] = "";
+    if (get_str(p, root, "", "task_switch_format", false, fmt, sizeof fmt) < 0)
+        goto out;
+    if (strcmp(fmt, "2022") == 0)
+        cfg->task_switch_format = CM_SWITCH_2022;
+    else if (strcmp(fmt, "current") == 0 || fmt[0] == '\0')
+        cfg->task_switch_format = CM_SWITCH_CURRENT;
+    else {
+        fail(p, "task_switch_format must be \"current\" (true/false) or \"2022\" (Enable/Disable)");
+        goto out;
+    }
+    if (parse_cluster_config(
+            p, sub(root, "cluster_config"), cfg, code_mode_json.data, fmt[0] != '\0',
+            sub(sub(sub(root, "raft_config"), "raft_node_config"), "members") != NULL) < 0)
         goto out;
     rc = 0;
 out:

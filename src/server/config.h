@@ -44,8 +44,10 @@ struct cm_copyset_caps {
 enum { CM_DISK_TYPE_HDD = 1, CM_DISK_TYPE_SSD = 2, CM_DISK_TYPE_NVMESSD = 3, CM_DISK_TYPE_MAX = 3 };
 
 /* Task-switch values the node writes (see docs/compatibility.md). */
-enum { CM_SWITCH_CURRENT = 0, /* "true"/"false": CubeFS v3.2 and later */
-       CM_SWITCH_2022 = 1 /* "Enable"/"Disable": the 2022 standalone blobstore */ };
+enum {
+    CM_SWITCH_CURRENT = 0, /* "true"/"false": CubeFS v3.2 and later */
+    CM_SWITCH_2022 = 1     /* "Enable"/"Disable": the 2022 standalone blobstore */
+};
 
 struct cm_kv_default {
     char *key;
@@ -158,6 +160,16 @@ const char *cm_config_node_http(const struct cm_config *cfg, uint64_t id);
 const struct cm_policy *cm_config_policy(const struct cm_config *cfg, unsigned code_mode);
 const char *cm_config_default(const struct cm_config *cfg, const char *key);
 bool cm_config_has_idc(const struct cm_config *cfg, const char *idc);
+
+/* Task switches (docs/compatibility.md, "Task switches"). A switch key is one of the names the
+ * CubeFS daemons poll (disk_repair, balance, disk_drop, volume_inspect or vol_inspect,
+ * shard_repair, blob_delete, data_inspect, shard_disk_repair, shard_node_blob_delete). */
+bool cm_config_is_switch(const char *key);
+/* The other name of a switch with two names (vol_inspect <-> volume_inspect), else NULL. */
+const char *cm_config_switch_alias(const char *key);
+/* `value` (true/false/Enable/Disable in any case) in the spelling of `format` (CM_SWITCH_*),
+ * or NULL when it is none of those. */
+const char *cm_config_switch_value(int format, const char *value);
 
 /* Remove comments (#..., //..., / *...* /) outside strings, in place; returns the new length. */
 size_t cm_config_strip_comments(char *text, size_t len);
