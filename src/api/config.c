@@ -1,8 +1,17 @@
-/* The /config routes (spec §5.1): the config store and the task switches. */
+/*
+ * The /config routes (spec §5.1, current-release.md §3.2): the config store and the task
+ * switches. The store is shared with the KV routes (mod_config.h).
+ *
+ * Task switches: /config/set of a switch key writes true/false/Enable/Disable (any case) in the
+ * spelling this node's task_switch_format asks for; other values are stored as given, as the
+ * reference does. A missing switch reads 404 {"error":"Not Found"}, which current clients answer
+ * by writing "false" (docs/compatibility.md, "Task switches").
+ */
 #include <stdlib.h>
 #include <string.h>
 
 #include "../fsm/mod_config.h"
+#include "../fsm/mod_kv.h"
 #include "../util/json.h"
 #include "api.h"
 
@@ -41,10 +50,21 @@ int parse_config_set(struct cm_job *j)
         cm_args_fail(j, "field \"key\" must not be empty");
         goto out;
     }
+    if (!cm_kv_key_valid(a->key, strlen(a->key))) {
+        cm_args_fail(j, "field \"key\" must be valid UTF-8");
+        goto out;
+    }
     if (strcmp(a->key, "code_mode") == 0) {
         /* code_mode is derived from code_mode_policies of the config file */
         cm_job_set_code(j, CM_ERR_ILLEGAL_ARGUMENTS);
         goto out;
+    }
+    if (cm_config_is_switch(a->key)) {
+        const char *v = cm_config_switch_value(cm_job_cfg(j)->task_switch_format, a->value);
+        if (v != NULL && strcmp(v, a->value) != 0) {
+            free(a->value);
+            a->value = cm_strdup(v);
+        }
     }
     rc = 0;
 out:
@@ -55,6 +75,15 @@ out:
 void h_config_set(struct cm_job *j)
 {
     struct config_args *a = j->args;
+    struct cm_fsm *fsm = cm_node_fsm(j->node);
+    size_t klen = strlen(a->key), vlen = strlen(a->value);
+    const char *old;
+    size_t oldlen = 0;
+    uint64_t freed = cm_kv_get(fsm, a->key, klen, &old, &oldlen) ? klen + oldlen : 0;
+    if (cm_kv_bytes(fsm) - freed + klen + vlen > CM_KV_TOTAL_MAX) {
+        cm_reply_error(j, 400, "the kv store is full (1 GiB of keys and values)", "Argument");
+        return;
+    }
     struct cm_buf b = {0};
     cm_config_enc_set(&b, a->key, a->value);
     cm_job_propose(j, CM_MOD_CONFIG, CM_CONFIG_OP_SET, &b, NULL);
@@ -72,22 +101,33 @@ int parse_config_key(struct cm_job *j)
 void h_config_get(struct cm_job *j)
 {
     struct config_args *a = j->args;
-    const char *v = cm_config_get(cm_node_fsm(j->node), a->key);
-    if (v == NULL) {
+    const char *v;
+    size_t vlen;
+    if (!cm_config_lookup(cm_node_fsm(j->node), a->key, &v, &vlen)) {
         cm_reply_code(j, CM_ERR_NOT_FOUND);
         return;
     }
-    cm_reply_json(j, json_object_new_string(v));
+    cm_reply_json(j, cm_config_json_string(v, vlen));
 }
 
 void h_config_delete(struct cm_job *j)
 {
     struct config_args *a = j->args;
+    if (cm_config_is_system_key(a->key)) {
+        cm_reply_code(j, CM_ERR_DELETE_SYSTEM_CONFIG);
+        return;
+    }
+    if (!cm_kv_key_valid(a->key, strlen(a->key))) {
+        /* no value can be stored under it: deleting what is absent succeeds */
+        cm_reply_empty(j);
+        return;
+    }
     struct cm_buf b = {0};
     cm_config_enc_delete(&b, a->key);
     cm_job_propose(j, CM_MOD_CONFIG, CM_CONFIG_OP_DELETE, &b, NULL);
 }
 
+/* The 2022 route (removed in CubeFS v3.3): every stored key and every default. */
 void h_config_list(struct cm_job *j)
 {
     struct json_object *o = json_object_new_object();

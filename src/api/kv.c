@@ -2,6 +2,10 @@
  * KV routes (decisions.md): GET /kv/get/<key>, POST /kv/set[/<key>], POST /kv/delete/<key>,
  * GET /kv/list?prefix=&marker=&count=.
  *
+ * The store is also the config store (mod_config.h). As in CubeFS v3.3 and later, the keys the
+ * cluster derives from its config file (code_mode, volume_reserve_size, volume_chunk_size) cannot
+ * be written here: /kv/set answers 400 Illegal Arguments, /kv/delete 933.
+ *
  * The write path does its work on the HTTP thread: the parser validates the key and decodes the
  * base64 value straight into the command payload, so the loop only checks the quota and
  * proposes. Keys in a path are percent-decoded here from the raw request target (not from the
@@ -10,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../fsm/mod_config.h"
 #include "../fsm/mod_kv.h"
 #include "../util/base64.h"
 #include "../util/json.h"
@@ -136,7 +141,8 @@ int parse_kv_set(struct cm_job *j)
     }
     if (check_key(j, a->key ? a->key : "", a->klen) != 0)
         goto out;
-    if (vrc != CM_JSON_OK) { /* a missing value is an error; "" is an empty value */
+    if (vrc != CM_JSON_OK || /* a missing value is an error; "" is an empty value */
+        cm_config_is_system_key(a->key)) {
         cm_job_set_code(j, CM_ERR_ILLEGAL_ARGUMENTS);
         goto out;
     }
@@ -184,6 +190,10 @@ void h_kv_set(struct cm_job *j)
 void h_kv_delete(struct cm_job *j)
 {
     struct kv_args *a = j->args;
+    if (cm_config_is_system_key(a->key)) {
+        cm_reply_code(j, CM_ERR_DELETE_SYSTEM_CONFIG);
+        return;
+    }
     struct cm_buf b = {0};
     cm_kv_enc_delete(&b, a->key, a->klen);
     cm_job_propose(j, CM_MOD_KV, CM_KV_OP_DELETE, &b, NULL);

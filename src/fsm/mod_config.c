@@ -1,14 +1,24 @@
-/* Config module; see mod_config.h. */
+/* Config module; see mod_config.h. The values live in the KV module's tree. */
 #include "mod_config.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/buf.h"
 #include "../util/log.h"
-#include "../util/map.h"
+#include "mod_kv.h"
+
+/* Entries of a config snapshot section written by an older node, held from snap_load until
+ * after_load moves them into the KV tree. Empty otherwise. */
+struct legacy {
+    char *key;
+    char *val;
+    size_t klen, vlen;
+};
 
 struct config_state {
-    struct cm_smap overrides; /* key -> malloc'd value */
+    struct legacy *legacy;
+    size_t n_legacy;
 };
 
 void cm_config_enc_set(struct cm_buf *b, const char *key, const char *value)
@@ -22,147 +32,257 @@ void cm_config_enc_delete(struct cm_buf *b, const char *key)
     cm_put_str(b, key);
 }
 
+bool cm_config_is_system_key(const char *key)
+{
+    return strcmp(key, "code_mode") == 0 || strcmp(key, "volume_reserve_size") == 0 ||
+           strcmp(key, "volume_chunk_size") == 0;
+}
+
+static void drop_legacy(struct config_state *s)
+{
+    for (size_t i = 0; i < s->n_legacy; i++) {
+        free(s->legacy[i].key);
+        free(s->legacy[i].val);
+    }
+    free(s->legacy);
+    s->legacy = NULL;
+    s->n_legacy = 0;
+}
+
 static void *config_create(struct cm_fsm *fsm)
 {
     (void)fsm;
-    struct config_state *s = cm_calloc(1, sizeof *s);
-    cm_smap_init(&s->overrides);
-    return s;
+    return cm_calloc(1, sizeof(struct config_state));
 }
 
 static void config_destroy(void *state)
 {
-    struct config_state *s = state;
-    size_t it = 0;
-    void *v;
-    while (cm_smap_next(&s->overrides, &it, NULL, &v))
-        free(v);
-    cm_smap_free(&s->overrides);
-    free(s);
+    drop_legacy(state);
+    free(state);
 }
 
-static void put_override(struct config_state *s, const char *key, char *value)
+/* One config write into the KV tree: an empty value deletes. */
+static void store(struct cm_fsm *fsm, const char *key, size_t klen, const char *val, size_t vlen)
 {
-    free(cm_smap_put(&s->overrides, key, value));
+    if (vlen == 0)
+        cm_kv_store_delete(fsm, key, klen);
+    else
+        cm_kv_store_set(fsm, key, klen, val, vlen);
 }
 
 static void config_apply(struct cm_fsm *fsm, void *state, const struct cm_cmd *cmd,
                          struct cm_result *res)
 {
-    (void)fsm;
-    struct config_state *s = state;
+    (void)state;
     struct cm_dec d;
     cm_dec_init(&d, cmd->payload, cmd->len);
-    char *key = cm_get_strdup(&d);
+    size_t klen, vlen;
+    const char *key = cm_get_bytes(&d, &klen);
+    if (d.err || !cm_kv_key_valid(key, klen))
+        goto bad;
     switch (cmd->op) {
     case CM_CONFIG_OP_SET: {
-        char *value = cm_get_strdup(&d);
-        if (d.err) {
-            free(value);
-            break;
-        }
-        put_override(s, key, value);
-        free(key);
+        const char *val = cm_get_bytes(&d, &vlen);
+        if (d.err || vlen > CM_CONFIG_VALUE_MAX)
+            goto bad;
+        store(fsm, key, klen, val, vlen);
         return;
     }
     case CM_CONFIG_OP_DELETE:
-        if (d.err)
-            break;
-        free(cm_smap_del(&s->overrides, key));
-        free(key);
+        cm_kv_store_delete(fsm, key, klen);
         return;
     }
-    free(key);
-    CM_ERROR("config", "ignoring malformed config command op %u", cmd->op);
+bad:
+    CM_ERROR("config", "ignoring malformed config command op %u (%zu bytes)", cmd->op, cmd->len);
     res->code = -1;
+}
+
+bool cm_config_lookup(struct cm_fsm *fsm, const char *key, const char **val, size_t *vlen)
+{
+    size_t klen = strlen(key);
+    if (klen > 0 && klen <= CM_KV_KEY_MAX && cm_kv_get(fsm, key, klen, val, vlen))
+        return true;
+    const char *d = cm_config_default(fsm->cfg, key);
+    if (d == NULL)
+        return false;
+    *val = d;
+    *vlen = strlen(d);
+    return true;
 }
 
 const char *cm_config_get(struct cm_fsm *fsm, const char *key)
 {
-    struct config_state *s = fsm->mods[CM_MOD_CONFIG];
-    const char *v = cm_smap_get(&s->overrides, key);
-    if (v != NULL && v[0] != '\0')
-        return v;
-    return cm_config_default(fsm->cfg, key);
+    const char *v;
+    size_t n;
+    return cm_config_lookup(fsm, key, &v, &n) ? v : NULL;
 }
 
-static int cmp_str(const void *a, const void *b)
+/* Length of the UTF-8 sequence at p (1..4), or 0 when it is not one. */
+static size_t utf8_len(const unsigned char *p, size_t left)
 {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
+    unsigned c = p[0];
+    size_t len;
+    unsigned cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2, cp = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF)
+        len = 3, cp = c & 0x0F;
+    else if (c >= 0xF0 && c <= 0xF4)
+        len = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (left < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3F);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
 }
 
-/* Sorted keys of the overrides (pointers owned by the map). */
-static const char **sorted_keys(struct config_state *s, size_t *n)
+struct json_object *cm_config_json_string(const char *s, size_t len)
 {
-    const char **keys = cm_malloc((s->overrides.n + 1) * sizeof *keys);
-    size_t it = 0, i = 0;
-    const char *k;
-    while (cm_smap_next(&s->overrides, &it, &k, NULL))
-        keys[i++] = k;
-    qsort(keys, i, sizeof *keys, cmp_str);
-    *n = i;
-    return keys;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, n;
+    while (i < len && (n = utf8_len(p + i, len - i)) != 0)
+        i += n;
+    if (i == len)
+        return json_object_new_string_len(s, (int)len);
+    struct cm_buf b = {0};
+    for (i = 0; i < len;) {
+        n = utf8_len(p + i, len - i);
+        if (n == 0) {
+            cm_buf_append(&b, "\xEF\xBF\xBD", 3);
+            i++;
+        } else {
+            cm_buf_append(&b, s + i, n);
+            i += n;
+        }
+    }
+    struct json_object *o = json_object_new_string_len(b.data, (int)b.len);
+    cm_buf_free(&b);
+    return o;
+}
+
+struct list_ctx {
+    const struct cm_config *cfg;
+    struct json_object *out;
+    size_t j; /* next default to merge */
+};
+
+static void add_defaults_before(struct list_ctx *c, const char *key, size_t klen)
+{
+    while (c->j < c->cfg->n_defaults) {
+        const struct cm_kv_default *d = &c->cfg->defaults[c->j];
+        size_t dlen = strlen(d->key);
+        int cmp = memcmp(d->key, key, dlen < klen ? dlen : klen);
+        if (cmp > 0 || (cmp == 0 && dlen >= klen)) {
+            if (cmp == 0 && dlen == klen)
+                c->j++; /* the stored value wins */
+            return;
+        }
+        json_object_object_add(c->out, d->key, json_object_new_string(d->value));
+        c->j++;
+    }
+}
+
+static void list_one(void *arg, const char *key, size_t klen, const char *val, size_t vlen)
+{
+    struct list_ctx *c = arg;
+    add_defaults_before(c, key, klen);
+    /* json-c wants a C string; keys hold no NUL (cm_kv_key_valid) */
+    char *k = cm_strndup(key, klen);
+    json_object_object_add(c->out, k, cm_config_json_string(val, vlen));
+    free(k);
 }
 
 struct json_object *cm_config_list(struct cm_fsm *fsm)
 {
-    struct config_state *s = fsm->mods[CM_MOD_CONFIG];
-    const struct cm_config *cfg = fsm->cfg;
-    struct json_object *o = json_object_new_object();
-    size_t n;
-    const char **keys = sorted_keys(s, &n);
-    size_t i = 0, j = 0;
-    /* merge the sorted overrides with the sorted defaults */
-    while (i < n || j < cfg->n_defaults) {
-        int c = i == n ? 1 : j == cfg->n_defaults ? -1 : strcmp(keys[i], cfg->defaults[j].key);
-        const char *key, *val;
-        if (c <= 0) {
-            key = keys[i];
-            val = cm_smap_get(&s->overrides, key);
-            if (val[0] == '\0' && c == 0)
-                val = cfg->defaults[j].value;
-            i++;
-            if (c == 0)
-                j++;
-        } else {
-            key = cfg->defaults[j].key;
-            val = cfg->defaults[j].value;
-            j++;
-        }
-        json_object_object_add(o, key, json_object_new_string(val));
-    }
-    free(keys);
-    return o;
+    struct list_ctx c = {fsm->cfg, json_object_new_object(), 0};
+    cm_kv_each(fsm, list_one, &c);
+    for (; c.j < c.cfg->n_defaults; c.j++)
+        json_object_object_add(c.out, c.cfg->defaults[c.j].key,
+                               json_object_new_string(c.cfg->defaults[c.j].value));
+    return c.out;
 }
 
+/* Always an empty section: the values are in the KV section. */
 static void *config_snap_take(void *state)
 {
-    struct config_state *s = state;
+    (void)state;
     struct cm_buf b = {0};
-    size_t n;
-    const char **keys = sorted_keys(s, &n);
-    cm_put_uvar(&b, n);
-    for (size_t i = 0; i < n; i++) {
-        cm_put_str(&b, keys[i]);
-        cm_put_str(&b, cm_smap_get(&s->overrides, keys[i]));
-    }
-    free(keys);
+    cm_put_uvar(&b, 0);
     return cm_snap_take_encoded(&b);
 }
 
 static int config_snap_load(struct cm_fsm *fsm, void *state, struct cm_dec *d, char *err,
                             size_t errlen)
 {
-    (void)fsm, (void)err, (void)errlen;
+    (void)fsm;
     struct config_state *s = state;
     uint64_t n = cm_get_uvar(d);
+    if (d->err || n > cm_dec_left(d)) {
+        snprintf(err, errlen, "config section is truncated");
+        return -1;
+    }
+    s->legacy = cm_calloc(n ? n : 1, sizeof *s->legacy);
     for (uint64_t i = 0; i < n && !d->err; i++) {
-        char *k = cm_get_strdup(d);
-        char *v = cm_get_strdup(d);
-        put_override(s, k, v);
-        free(k);
+        size_t klen, vlen;
+        const char *k = cm_get_bytes(d, &klen);
+        const char *v = cm_get_bytes(d, &vlen);
+        if (d->err)
+            break;
+        if (s->n_legacy > 0) {
+            const struct legacy *p = &s->legacy[s->n_legacy - 1];
+            int c = memcmp(p->key, k, p->klen < klen ? p->klen : klen);
+            if (c > 0 || (c == 0 && p->klen >= klen)) {
+                snprintf(err, errlen, "config keys are not in byte order");
+                return -1;
+            }
+        }
+        /* the 2022 release took any key; the store takes valid KV keys only */
+        if (!cm_kv_key_valid(k, klen) || vlen > CM_CONFIG_VALUE_MAX) {
+            CM_WARN("config", "dropping config entry %llu of the snapshot: not a valid kv key",
+                    (unsigned long long)i);
+            continue;
+        }
+        struct legacy *e = &s->legacy[s->n_legacy++];
+        e->key = cm_strndup(k, klen);
+        e->klen = klen;
+        e->val = cm_strndup(v, vlen);
+        e->vlen = vlen;
     }
     return d->err ? -1 : 0;
+}
+
+/* Runs after every section was loaded: move legacy config values into the KV tree (in key
+ * order, so the result does not depend on anything but the snapshot), then make the two names of
+ * the volume-inspection switch agree. */
+static void config_after_load(struct cm_fsm *fsm, void *state)
+{
+    struct config_state *s = state;
+    for (size_t i = 0; i < s->n_legacy; i++)
+        store(fsm, s->legacy[i].key, s->legacy[i].klen, s->legacy[i].val, s->legacy[i].vlen);
+    if (s->n_legacy)
+        CM_INFO("config", "moved %zu config value(s) of an older snapshot into the kv store",
+                s->n_legacy);
+    drop_legacy(s);
+    static const char cur[] = "volume_inspect", old[] = "vol_inspect";
+    const char *v;
+    size_t vlen;
+    if (cm_kv_get(fsm, cur, sizeof cur - 1, &v, &vlen) ||
+        cm_kv_get(fsm, old, sizeof old - 1, &v, &vlen)) {
+        char *copy = cm_malloc(vlen + 1);
+        memcpy(copy, v, vlen);
+        cm_kv_store_set(fsm, cur, sizeof cur - 1, copy, vlen); /* writes both names */
+        free(copy);
+    }
 }
 
 const struct cm_module cm_mod_config = {
@@ -175,4 +295,5 @@ const struct cm_module cm_mod_config = {
     .snap_write = cm_snap_write_encoded,
     .snap_drop = cm_snap_drop_encoded,
     .snap_load = config_snap_load,
+    .after_load = config_after_load,
 };

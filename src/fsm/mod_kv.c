@@ -15,7 +15,7 @@ struct kv_item {
     atomic_uint refs;
     uint32_t klen;
     uint32_t vlen;
-    char data[]; /* key bytes, then value bytes */
+    char data[]; /* key bytes, then value bytes, then a NUL (so a value reads as a C string) */
 };
 
 struct kv_node {
@@ -50,13 +50,14 @@ struct kv_state {
 
 static struct kv_item *item_new(const void *key, size_t klen, const void *val, size_t vlen)
 {
-    struct kv_item *it = cm_malloc(sizeof *it + klen + vlen);
+    struct kv_item *it = cm_malloc(sizeof *it + klen + vlen + 1);
     atomic_init(&it->refs, 1);
     it->klen = (uint32_t)klen;
     it->vlen = (uint32_t)vlen;
     memcpy(it->data, key, klen);
     if (vlen)
         memcpy(it->data + klen, val, vlen);
+    it->data[klen + vlen] = '\0';
     return it;
 }
 
@@ -161,11 +162,51 @@ static void put(struct kv_state *s, struct kv_item *it)
     s->bytes += it->klen + it->vlen;
 }
 
+static void del(struct kv_state *s, const char *key, size_t klen)
+{
+    struct kv_node *nd = find(s, key, klen);
+    if (nd) {
+        RB_REMOVE(kv_tree, &s->tree, nd);
+        s->n--;
+        s->bytes -= nd->item->klen + nd->item->vlen;
+        item_unref(nd->item);
+        free(nd);
+    }
+}
+
+/* The other name of a task switch with two names (see cm_kv_store_set), else NULL. */
+static const char *alias_of(const char *key, size_t klen)
+{
+    char buf[32];
+    if (klen >= sizeof buf)
+        return NULL;
+    memcpy(buf, key, klen);
+    buf[klen] = '\0';
+    return cm_config_switch_alias(buf);
+}
+
+void cm_kv_store_set(struct cm_fsm *fsm, const char *key, size_t klen, const void *val, size_t vlen)
+{
+    struct kv_state *s = fsm->mods[CM_MOD_KV];
+    put(s, item_new(key, klen, val, vlen));
+    const char *alias = alias_of(key, klen);
+    if (alias)
+        put(s, item_new(alias, strlen(alias), val, vlen));
+}
+
+void cm_kv_store_delete(struct cm_fsm *fsm, const char *key, size_t klen)
+{
+    struct kv_state *s = fsm->mods[CM_MOD_KV];
+    del(s, key, klen);
+    const char *alias = alias_of(key, klen);
+    if (alias)
+        del(s, alias, strlen(alias));
+}
+
 static void kv_apply(struct cm_fsm *fsm, void *state, const struct cm_cmd *cmd,
                      struct cm_result *res)
 {
-    (void)fsm;
-    struct kv_state *s = state;
+    (void)state;
     struct cm_dec d;
     cm_dec_init(&d, cmd->payload, cmd->len);
     size_t klen;
@@ -177,20 +218,13 @@ static void kv_apply(struct cm_fsm *fsm, void *state, const struct cm_cmd *cmd,
         size_t vlen = cm_dec_left(&d);
         if (vlen > CM_KV_VALUE_MAX)
             goto bad;
-        put(s, item_new(key, klen, d.p, vlen));
+        cm_kv_store_set(fsm, key, klen, d.p, vlen);
         return;
     }
     case CM_KV_OP_DELETE: {
         if (cm_dec_left(&d) != 0)
             goto bad;
-        struct kv_node *nd = find(s, key, klen);
-        if (nd) {
-            RB_REMOVE(kv_tree, &s->tree, nd);
-            s->n--;
-            s->bytes -= nd->item->klen + nd->item->vlen;
-            item_unref(nd->item);
-            free(nd);
-        }
+        cm_kv_store_delete(fsm, key, klen);
         return;
     }
     }
@@ -207,6 +241,16 @@ bool cm_kv_get(struct cm_fsm *fsm, const char *key, size_t klen, const char **va
     *val = nd->item->data + nd->item->klen;
     *vlen = nd->item->vlen;
     return true;
+}
+
+void cm_kv_each(struct cm_fsm *fsm, cm_kv_each_fn fn, void *arg)
+{
+    struct kv_state *s = fsm->mods[CM_MOD_KV];
+    struct kv_node *nd;
+    RB_FOREACH(nd, kv_tree, &s->tree)
+    {
+        fn(arg, nd->key, nd->klen, nd->item->data + nd->item->klen, nd->item->vlen);
+    }
 }
 
 size_t cm_kv_count(struct cm_fsm *fsm)

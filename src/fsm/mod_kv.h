@@ -10,6 +10,11 @@
  * A key/value pair is one immutable, reference-counted item; a set replaces the tree node's item.
  * Taking a snapshot therefore only collects item pointers in key order (cheap, on the loop);
  * the encoding runs on another thread over items that can no longer change.
+ *
+ * The tree is also the config store (mod_config.h): /config/set and /config/delete write it as
+ * /kv/set and /kv/delete do, so a key reads the same through both families of routes.
+ * Two keys are one: every write of "vol_inspect" or "volume_inspect", the 2022 and the current
+ * name of the volume-inspection task switch, is applied to both.
  */
 #ifndef CM_MOD_KV_H
 #define CM_MOD_KV_H
@@ -38,8 +43,18 @@ void cm_kv_enc_delete(struct cm_buf *b, const void *key, size_t klen);
 /* True when `key` is acceptable: 1..CM_KV_KEY_MAX bytes of valid UTF-8 without NUL. */
 bool cm_kv_key_valid(const char *key, size_t klen);
 
-/* The value of `key` (pointer into the store, valid until the next apply). */
+/* The value of `key` (pointer into the store, valid until the next apply; a NUL follows the
+ * value's last byte). */
 bool cm_kv_get(struct cm_fsm *fsm, const char *key, size_t klen, const char **val, size_t *vlen);
+/* Apply-time writes of the store, shared with the config module; `key` must be valid and the
+ * value at most CM_KV_VALUE_MAX bytes. Both write the partner of an aliased switch key too. */
+void cm_kv_store_set(struct cm_fsm *fsm, const char *key, size_t klen, const void *val,
+                     size_t vlen);
+void cm_kv_store_delete(struct cm_fsm *fsm, const char *key, size_t klen);
+/* Every entry in key order. */
+typedef void (*cm_kv_each_fn)(void *arg, const char *key, size_t klen, const char *val,
+                              size_t vlen);
+void cm_kv_each(struct cm_fsm *fsm, cm_kv_each_fn fn, void *arg);
 /* {"kvs":[{"key","value"(base64)}...],"marker":"<last key returned when more follow, else ''>"}
  * of up to `count` keys that start with `prefix` and sort strictly after `marker`, and no more
  * than CM_KV_LIST_BYTES of them. */

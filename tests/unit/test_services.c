@@ -1,10 +1,12 @@
-/* Service registry and KV store modules, and the base64 codec they rely on. */
+/* Service registry, KV store and the config store that shares it, and the base64 codec they rely
+ * on. */
 #include "testutil.h"
 
 #include <json-c/json.h>
 #include <zlib.h>
 
 #include "../../src/fsm/fsm.h"
+#include "../../src/fsm/mod_config.h"
 #include "../../src/fsm/mod_kv.h"
 #include "../../src/fsm/mod_service.h"
 #include "../../src/util/base64.h"
@@ -450,6 +452,275 @@ static void test_kv_snapshot_roundtrip_and_isolation(void **state)
     cm_fsm_free(d);
 }
 
+/* ---- config store = kv store ------------------------------------------------------------ */
+
+static int cfg_set(struct cm_fsm *fsm, const char *k, const char *v)
+{
+    struct cm_buf b = {0};
+    cm_config_enc_set(&b, k, v);
+    return apply_at(fsm, CM_MOD_CONFIG, CM_CONFIG_OP_SET, &b, 1);
+}
+
+static int cfg_del(struct cm_fsm *fsm, const char *k)
+{
+    struct cm_buf b = {0};
+    cm_config_enc_delete(&b, k);
+    return apply_at(fsm, CM_MOD_CONFIG, CM_CONFIG_OP_DELETE, &b, 1);
+}
+
+/* The KV value of k as a C string, or NULL. */
+static const char *kv_str(struct cm_fsm *fsm, const char *k)
+{
+    const char *v;
+    size_t n;
+    return cm_kv_get(fsm, k, strlen(k), &v, &n) ? v : NULL;
+}
+
+static void test_config_and_kv_are_one_store(void **state)
+{
+    (void)state;
+    struct cm_fsm *fsm = new_fsm();
+    /* a config write is a KV entry holding the raw bytes of the string */
+    assert_int_equal(cfg_set(fsm, "k1", "v1"), 0);
+    assert_string_equal(kv_str(fsm, "k1"), "v1");
+    /* a KV write is a config value, whole (NULs included) through the length-aware lookup */
+    assert_int_equal(kv_set(fsm, "k2", "a\0b", 3), 0);
+    const char *v;
+    size_t n;
+    assert_true(cm_config_lookup(fsm, "k2", &v, &n) && n == 3 && memcmp(v, "a\0b", 3) == 0);
+    assert_string_equal(cm_config_get(fsm, "k2"), "a");
+    /* an empty config value deletes; an empty KV value is a value for both */
+    assert_int_equal(cfg_set(fsm, "k1", ""), 0);
+    assert_null(kv_str(fsm, "k1"));
+    assert_null(cm_config_get(fsm, "k1"));
+    assert_int_equal(kv_set(fsm, "k3", "", 0), 0);
+    assert_true(cm_config_lookup(fsm, "k3", &v, &n) && n == 0);
+    /* a config delete removes what /kv/set wrote, and the reverse */
+    assert_int_equal(cfg_del(fsm, "k2"), 0);
+    assert_null(kv_str(fsm, "k2"));
+    assert_int_equal(cfg_set(fsm, "k4", "x"), 0);
+    assert_int_equal(kv_del(fsm, "k4"), 0);
+    assert_null(cm_config_get(fsm, "k4"));
+    /* defaults show through the config view only */
+    assert_int_equal(kv_set(fsm, "balance", "Enable", 6), 0);
+    assert_string_equal(cm_config_get(fsm, "balance"), "Enable");
+    assert_int_equal(kv_del(fsm, "balance"), 0);
+    assert_string_equal(cm_config_get(fsm, "balance"), "Disable");
+    assert_null(kv_str(fsm, "balance"));
+    /* the two names of the volume-inspection switch are one, whichever route writes */
+    assert_int_equal(cfg_set(fsm, "vol_inspect", "Enable"), 0);
+    assert_string_equal(kv_str(fsm, "volume_inspect"), "Enable");
+    assert_string_equal(cm_config_get(fsm, "volume_inspect"), "Enable");
+    assert_int_equal(kv_set(fsm, "volume_inspect", "true", 4), 0);
+    assert_string_equal(cm_config_get(fsm, "vol_inspect"), "true");
+    assert_int_equal(cfg_del(fsm, "volume_inspect"), 0);
+    assert_null(kv_str(fsm, "vol_inspect"));
+    assert_null(kv_str(fsm, "volume_inspect"));
+    assert_int_equal(kv_set(fsm, "vol_inspect", "1", 1), 0);
+    assert_int_equal(kv_del(fsm, "vol_inspect"), 0);
+    assert_null(kv_str(fsm, "volume_inspect"));
+    /* keys the KV store cannot hold make the command a no-op */
+    assert_int_equal(cfg_set(fsm, "bad\xff", "v"), 900);
+    assert_int_equal(cfg_del(fsm, "bad\xff"), 900);
+    char key[CM_KV_KEY_MAX + 2];
+    memset(key, 'k', sizeof key - 1);
+    key[sizeof key - 1] = '\0';
+    assert_int_equal(cfg_set(fsm, key, "v"), 900);
+    assert_int_equal((int)cm_kv_count(fsm), 1); /* k3 */
+    assert_true(cm_config_is_system_key("code_mode"));
+    assert_true(cm_config_is_system_key("volume_reserve_size"));
+    assert_true(cm_config_is_system_key("volume_chunk_size"));
+    assert_false(cm_config_is_system_key("balance"));
+    assert_false(cm_config_is_system_key("code_mode_extend"));
+    cm_fsm_free(fsm);
+}
+
+/* Any sequence of writes through either family of commands: both views agree after each. */
+static void test_config_and_kv_agree_after_any_sequence(void **state)
+{
+    (void)state;
+    struct cm_fsm *fsm = new_fsm();
+    static const char *const keys[] = {"a", "balance", "vol_inspect", "volume_inspect",
+                                       "init_volume_num"};
+    static const char *const vals[] = {"", "x", "Enable", "true", "0"};
+    unsigned seed = 12345;
+    for (int step = 0; step < 4000; step++) {
+        seed = seed * 1103515245u + 12345u;
+        const char *k = keys[(seed >> 8) % 5];
+        const char *val = vals[(seed >> 12) % 5];
+        switch ((seed >> 16) % 4) {
+        case 0:
+            cfg_set(fsm, k, val);
+            break;
+        case 1:
+            cfg_del(fsm, k);
+            break;
+        case 2:
+            kv_set(fsm, k, val, strlen(val));
+            break;
+        default:
+            kv_del(fsm, k);
+        }
+        for (size_t i = 0; i < 5; i++) {
+            const char *kv, *cv;
+            size_t kn, cn;
+            bool in_kv = cm_kv_get(fsm, keys[i], strlen(keys[i]), &kv, &kn);
+            bool in_cfg = cm_config_lookup(fsm, keys[i], &cv, &cn);
+            const char *dflt = cm_config_default(&cfg, keys[i]);
+            if (in_kv)
+                assert_true(in_cfg && cn == kn && memcmp(cv, kv, kn) == 0);
+            else if (dflt)
+                assert_true(in_cfg && strcmp(cv, dflt) == 0);
+            else
+                assert_false(in_cfg);
+        }
+        const char *x, *y;
+        size_t xn, yn;
+        bool hx = cm_kv_get(fsm, "vol_inspect", 11, &x, &xn);
+        bool hy = cm_kv_get(fsm, "volume_inspect", 14, &y, &yn);
+        assert_true(hx == hy && (!hx || (xn == yn && memcmp(x, y, xn) == 0)));
+    }
+    cm_fsm_free(fsm);
+}
+
+static void test_config_list_and_strings(void **state)
+{
+    (void)state;
+    struct cm_fsm *fsm = new_fsm();
+    kv_set(fsm, "aa", "1", 1);
+    kv_set(fsm, "balance", "Enable", 6);
+    kv_set(fsm, "bin",
+           "a\xff"
+           "b",
+           3);
+    kv_set(fsm, "zz", "", 0);
+    cfg_set(fsm, "init_volume_numbers", "7");
+    char *s = render(cm_config_list(fsm));
+    /* stored keys and defaults in key order, stored values winning */
+    assert_string_equal(s,
+                        "{\"aa\":\"1\",\"balance\":\"Enable\",\"bin\":\"a\xef\xbf\xbd"
+                        "b\","
+                        "\"code_mode\":\"[{\\\"mode_name\\\":\\\"EC3P3\\\",\\\"min_size\\\":0,"
+                        "\\\"max_size\\\":1024,\\\"size_ratio\\\":0.2,\\\"enable\\\":true},"
+                        "{\\\"mode_name\\\":\\\"EC6P6\\\",\\\"min_size\\\":1025,\\\"max_size\\\":"
+                        "2048,\\\"size_ratio\\\":0.8,\\\"enable\\\":false}]\","
+                        "\"disk_repair\":\"Disable\",\"init_volume_num\":\"100\","
+                        "\"init_volume_numbers\":\"7\",\"volume_chunk_size\":\"16777216\","
+                        "\"volume_reserve_size\":\"10485760\",\"zz\":\"\"}");
+    free(s);
+    /* Go renders bytes that are not UTF-8 as U+FFFD; so do we */
+    s = render(cm_config_json_string("ok \xc3\xa9 \xe2\x82 \xed\xa0\x80!", 13));
+    assert_string_equal(s, "\"ok \xc3\xa9 \xef\xbf\xbd\xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd"
+                           "\xef\xbf\xbd!\"");
+    free(s);
+    s = render(cm_config_json_string("a\0b\"", 4));
+    assert_string_equal(s, "\"a\\u0000b\\\"\"");
+    free(s);
+    cm_fsm_free(fsm);
+}
+
+/* A snapshot stream with the given kv and config sections (entries as key, value pairs). */
+static void legacy_snapshot(struct cm_buf *out, const char *const *kv, size_t nkv,
+                            const char *const *conf, size_t nconf)
+{
+    memset(out, 0, sizeof *out);
+    cm_buf_append(out, "CMSNAP01", 8);
+    cm_put_u32(out, 2);
+    struct cm_buf sec = {0};
+    cm_put_uvar(&sec, nconf);
+    for (size_t i = 0; i < nconf; i++) {
+        cm_put_str(&sec, conf[2 * i]);
+        cm_put_str(&sec, conf[2 * i + 1]);
+    }
+    cm_put_u8(out, CM_MOD_CONFIG);
+    cm_put_u64(out, sec.len);
+    cm_buf_append(out, sec.data, sec.len);
+    cm_buf_free(&sec);
+    cm_put_uvar(&sec, nkv);
+    for (size_t i = 0; i < nkv; i++) {
+        cm_put_bytes(&sec, kv[2 * i], strlen(kv[2 * i]));
+        cm_put_bytes(&sec, kv[2 * i + 1], strlen(kv[2 * i + 1]));
+    }
+    cm_put_u8(out, CM_MOD_KV);
+    cm_put_u64(out, sec.len);
+    cm_buf_append(out, sec.data, sec.len);
+    cm_buf_free(&sec);
+    uint32_t crc = (uint32_t)crc32(0L, (const unsigned char *)out->data, (unsigned)out->len);
+    cm_put_u32(out, crc);
+}
+
+/* A snapshot of an older node keeps config values apart from the KV store: loading it moves them
+ * in (config wins, empty deletes), makes the switch names agree, and the next snapshot is the
+ * canonical one of the merged state. */
+static void test_config_snapshot_of_an_older_node(void **state)
+{
+    (void)state;
+    static const char *const kv[] = {"balance", "from-kv", "gone",        "x",
+                                     "keep",    "kv",      "vol_inspect", "old"};
+    static const char *const conf[] = {"\xff\xfe", "bad key", "balance", "Enable",
+                                       "cfg_only", "c",       "gone",    ""};
+    struct cm_buf legacy;
+    /* keys of the config section must come sorted as an older node wrote them */
+    char err[256];
+    struct cm_fsm *b = new_fsm();
+    static const char *const unsorted[] = {"b", "1", "a", "2"};
+    legacy_snapshot(&legacy, kv, 4, unsorted, 2);
+    assert_int_equal(cm_fsm_restore(b, legacy.data, legacy.len, err, sizeof err), -1);
+    assert_non_null(strstr(err, "config keys are not in byte order"));
+    cm_buf_free(&legacy);
+
+    legacy_snapshot(&legacy, kv + 0, 4, conf + 2, 3); /* the sorted valid entries */
+    assert_int_equal(cm_fsm_restore(b, legacy.data, legacy.len, err, sizeof err), 0);
+    assert_string_equal(kv_str(b, "balance"), "Enable");
+    assert_string_equal(kv_str(b, "cfg_only"), "c");
+    assert_null(kv_str(b, "gone"));
+    assert_null(cm_config_get(b, "gone"));
+    assert_string_equal(kv_str(b, "keep"), "kv");
+    assert_string_equal(kv_str(b, "vol_inspect"), "old");
+    assert_string_equal(kv_str(b, "volume_inspect"), "old");
+    cm_buf_free(&legacy);
+    /* an entry the KV store cannot hold is dropped, the rest loads */
+    struct cm_fsm *d = new_fsm();
+    legacy_snapshot(&legacy, kv, 4, conf, 4);
+    assert_int_equal(cm_fsm_restore(d, legacy.data, legacy.len, err, sizeof err), 0);
+    assert_string_equal(kv_str(d, "cfg_only"), "c");
+    assert_int_equal((int)cm_kv_count(d), 5);
+    cm_buf_free(&legacy);
+
+    /* the state now snapshots with an empty config section, exactly as a state built by
+     * commands does */
+    struct cm_fsm *c = new_fsm();
+    cfg_set(c, "vol_inspect", "old");
+    kv_set(c, "keep", "kv", 2);
+    cfg_set(c, "cfg_only", "c");
+    kv_set(c, "balance", "Enable", 6);
+    struct cm_buf sb, sc, sd;
+    snapshot_of(b, &sb);
+    snapshot_of(c, &sc);
+    snapshot_of(d, &sd);
+    assert_int_equal(sb.len, sc.len);
+    assert_memory_equal(sb.data, sc.data, sb.len);
+    assert_int_equal(sd.len, sc.len);
+    assert_memory_equal(sd.data, sc.data, sc.len);
+    /* the config section in it is "0 entries" */
+    static const uint8_t empty_config[] = {CM_MOD_CONFIG, 0, 0, 0, 0, 0, 0, 0, 1, 0};
+    assert_non_null(memmem(sc.data, sc.len, empty_config, sizeof empty_config));
+
+    /* both names present but different in an older KV section: volume_inspect's value wins */
+    static const char *const kv2[] = {"vol_inspect", "Disable", "volume_inspect", "true"};
+    legacy_snapshot(&legacy, kv2, 2, NULL, 0);
+    assert_int_equal(cm_fsm_restore(c, legacy.data, legacy.len, err, sizeof err), 0);
+    assert_string_equal(kv_str(c, "vol_inspect"), "true");
+    assert_string_equal(kv_str(c, "volume_inspect"), "true");
+    cm_buf_free(&legacy);
+    cm_buf_free(&sb);
+    cm_buf_free(&sc);
+    cm_buf_free(&sd);
+    cm_fsm_free(b);
+    cm_fsm_free(c);
+    cm_fsm_free(d);
+}
+
 /* ---- base64 -------------------------------------------------------------------------- */
 
 static void test_base64(void **state)
@@ -493,6 +764,10 @@ int main(void)
         cmocka_unit_test(test_kv_list_order_paging_prefix),
         cmocka_unit_test(test_kv_list_pages_are_bounded_in_bytes),
         cmocka_unit_test(test_kv_snapshot_roundtrip_and_isolation),
+        cmocka_unit_test(test_config_and_kv_are_one_store),
+        cmocka_unit_test(test_config_and_kv_agree_after_any_sequence),
+        cmocka_unit_test(test_config_list_and_strings),
+        cmocka_unit_test(test_config_snapshot_of_an_older_node),
         cmocka_unit_test(test_base64),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
