@@ -14,12 +14,42 @@ struct json_object *cm_space_stat(struct cm_node *n)
 
 /* cm_volume_stat (volume_stat): src/api/volume.c */
 
+/*
+ * raft_status with "applyingLength" (CubeFS v3.3) placed after "transferee", where the
+ * reference has it. The reference counts batches queued between raft and its state machine. We
+ * have no such queue: canonical raft calls the state machine's apply synchronously on the loop
+ * thread for each entry that is committed and stored locally (src/raft/node.c fsm_apply). What
+ * can wait is an entry that is committed but not yet applied here (a follower still writing it,
+ * or one held back while a snapshot is installed), so the count is commit - applied.
+ */
+static struct json_object *raft_status(struct cm_node *n)
+{
+    struct json_object *in = cm_node_raft_status(n), *out = json_object_new_object();
+    const struct raft *r = cm_node_raft(n);
+    uint64_t applying = r->commit_index > r->last_applied ? r->commit_index - r->last_applied : 0;
+    bool added = false;
+    json_object_object_foreach(in, key, val)
+    {
+        if (!added && strcmp(key, "peers") == 0) {
+            json_object_object_add(out, "applyingLength", json_object_new_uint64(applying));
+            added = true;
+        }
+        json_object_object_add(out, key, json_object_get(val));
+    }
+    if (!added)
+        json_object_object_add(out, "applyingLength", json_object_new_uint64(applying));
+    json_object_put(in);
+    return out;
+}
+
 void h_stat(struct cm_job *j)
 {
     struct cm_node *n = j->node;
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "leader_host", json_object_new_string(cm_node_leader_host(n)));
-    json_object_object_add(o, "raft_status", cm_node_raft_status(n));
+    /* the top-level `readonly` of the config file (CubeFS v3.2); access skips such a cluster */
+    json_object_object_add(o, "read_only", json_object_new_boolean(cm_node_cfg(n)->readonly));
+    json_object_object_add(o, "raft_status", raft_status(n));
     json_object_object_add(o, "space_stat", cm_space_stat(n));
     json_object_object_add(o, "volume_stat", cm_volume_stat(n));
     cm_reply_json(j, o);
