@@ -2,17 +2,21 @@
  * The clustermgr side of the simulator: every host runs the conversation of a real blobnode
  * (spec §14.1) as a small state machine, one request in flight per host, all of them on one
  * libcurl multi handle:
+ *   SERVICE   (current generation) POST /service/register, see current.c;
+ *   NODE      (current generation) POST /node/add, see current.c;
  *   LIST      GET /disk/list?host=<url>&count=200&marker=<m> until an empty page: reuse the
  *             registered disks of this host (normal ones are heartbeated, others left alone);
  *   REGISTER  per remaining disk POST /diskid/alloc, then POST /disk/add with the full DiskInfo;
  *   RUN       every interval POST /disk/heartbeat with the host's active disks (an answer with
  *             status >= 2 stops heartbeating that disk), and POST /disk/set status 2 for disks
- *             switched to broken (retried until 200 or 913, as a blobnode does).
+ *             switched to broken (retried until 200 or 913, as a blobnode does); the current
+ *             generation adds its own loops (current.c).
  * A transport error or a 5xx/906/907/908 answer moves the host to the next clustermgr node.
  */
 #include <curl/curl.h>
 #include <inttypes.h>
 #include <json-c/json.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,32 +24,8 @@
 #include "../../src/util/buf.h"
 #include "../../src/util/json.h"
 #include "../../src/util/timeutil.h"
+#include "client.h"
 #include "sim.h"
-
-enum { K_LIST, K_ALLOC, K_ADD, K_HEARTBEAT, K_SET };
-
-struct req {
-    struct shost *h;
-    int kind;
-    CURL *easy;
-    struct curl_slist *hdrs;
-    char *body;
-    struct cm_buf resp;
-    uint64_t start_us;
-    int n_disks;        /* heartbeat: disks reported */
-    struct sdisk *disk; /* set: the disk */
-    struct req *prev, *next;
-};
-
-struct client {
-    struct sim *s;
-    CURLM *multi;
-    int inflight;
-    struct req *live;                /* every request in flight */
-    struct shost *rq_head, *rq_tail; /* hosts with something to send, in arrival order */
-    uint64_t last_log_ms;
-    uint64_t errors_logged;
-};
 
 static size_t on_data(char *p, size_t size, size_t n, void *arg)
 {
@@ -56,8 +36,8 @@ static size_t on_data(char *p, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-static struct req *start(struct client *cl, struct shost *h, int kind, const char *method,
-                         const char *path, char *body)
+struct req *sim_start_raw(struct client *cl, struct shost *h, int kind, const char *method,
+                          const char *path, char *body, size_t len, const char *ctype)
 {
     struct sim *s = cl->s;
     struct req *r = cm_calloc(1, sizeof *r);
@@ -75,13 +55,18 @@ static struct req *start(struct client *cl, struct shost *h, int kind, const cha
     curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
-    r->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+    if (ctype) {
+        char hdr[128];
+        snprintf(hdr, sizeof hdr, "Content-Type: %s", ctype);
+        r->hdrs = curl_slist_append(NULL, hdr);
+    } else
+        r->hdrs = curl_slist_append(NULL, "Content-Type:"); /* none, not curl's form default */
     r->hdrs = curl_slist_append(r->hdrs, "Expect:");
     curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->hdrs);
     if (strcmp(method, "POST") == 0) {
         curl_easy_setopt(r->easy, CURLOPT_POST, 1L);
-        curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, body ? body : "null");
-        curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE, (long)(body ? strlen(body) : 4));
+        curl_easy_setopt(r->easy, CURLOPT_POSTFIELDS, body ? body : "");
+        curl_easy_setopt(r->easy, CURLOPT_POSTFIELDSIZE, (long)len);
     }
     h->busy = true;
     cl->inflight++;
@@ -91,6 +76,15 @@ static struct req *start(struct client *cl, struct shost *h, int kind, const cha
     cl->live = r;
     curl_multi_add_handle(cl->multi, r->easy);
     return r;
+}
+
+struct req *sim_start(struct client *cl, struct shost *h, int kind, const char *method,
+                      const char *path, char *body)
+{
+    if (body == NULL && strcmp(method, "POST") == 0)
+        body = cm_strdup("null");
+    return sim_start_raw(cl, h, kind, method, path, body, body ? strlen(body) : 0,
+                         "application/json");
 }
 
 static void req_free(struct client *cl, struct req *r)
@@ -105,6 +99,7 @@ static void req_free(struct client *cl, struct req *r)
     curl_easy_cleanup(r->easy);
     curl_slist_free_all(r->hdrs);
     free(r->body);
+    free(r->reported);
     cm_buf_free(&r->resp);
     free(r);
 }
@@ -121,18 +116,51 @@ static void logf_limited(struct client *cl, const char *fmt, const char *a, long
     fprintf(stderr, " (%llu such messages so far)\n", (unsigned long long)cl->errors_logged);
 }
 
+void sim_log_limited(struct client *cl, const char *fmt, ...)
+{
+    uint64_t now = cm_mono_ms();
+    cl->errors_logged++;
+    if (now - cl->last_log_ms < 2000)
+        return;
+    cl->last_log_ms = now;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "blobnode-sim: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (%llu such messages so far)\n", (unsigned long long)cl->errors_logged);
+    va_end(ap);
+}
+
+int sim_resp_len(const struct req *r)
+{
+    return r->resp.len > 300 ? 300 : (int)r->resp.len;
+}
+
+const char *sim_resp_text(const struct req *r)
+{
+    return r->resp.data ? r->resp.data : "";
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* requests                                                                                     */
 
 static void do_list(struct client *cl, struct shost *h)
 {
+    if (cl->s->generation == GEN_CURRENT) {
+        /* as the Go client writes it: every filter, the host not escaped */
+        char path[512];
+        snprintf(path, sizeof path, "/disk/list?idc=&rack=&host=%s&status=0&marker=%u&count=200",
+                 h->url, h->marker);
+        sim_start_raw(cl, h, K_LIST, "GET", path, NULL, 0, NULL);
+        return;
+    }
     CURL *e = curl_easy_init();
     char *host = curl_easy_escape(e, h->url, 0);
     char path[512];
     snprintf(path, sizeof path, "/disk/list?host=%s&count=200&marker=%u", host, h->marker);
     curl_free(host);
     curl_easy_cleanup(e);
-    start(cl, h, K_LIST, "GET", path, NULL);
+    sim_start(cl, h, K_LIST, "GET", path, NULL);
 }
 
 static void do_add(struct client *cl, struct shost *h, struct sdisk *d)
@@ -144,6 +172,23 @@ static void do_add(struct client *cl, struct shost *h, struct sdisk *d)
     pthread_mutex_lock(&s->mu);
     int64_t used = d->used, size = d->size;
     pthread_mutex_unlock(&s->mu);
+    if (s->generation == GEN_CURRENT) {
+        /* DiskInfo of v3.5.1+: node_id and disk_set_id before the heartbeat part; a disk the
+         * cluster knows (re-added) keeps its id */
+        uint32_t id = d->id ? d->id : h->pending_id;
+        cm_buf_printf(&b,
+                      "{\"cluster_id\":%u,\"idc\":\"%s\",\"rack\":\"%s\",\"host\":\"%s\","
+                      "\"path\":\"%s\",\"status\":1,\"readonly\":false,\"create_time\":\"%s\","
+                      "\"last_update_time\":\"%s\",\"disk_set_id\":0,\"node_id\":%u,"
+                      "\"disk_id\":%u,\"used\":%" PRId64 ",\"free\":%" PRId64 ",\"size\":%" PRId64
+                      ",\"max_chunk_cnt\":0,\"free_chunk_cnt\":0,\"used_chunk_cnt\":0}",
+                      s->cluster_id, h->idc, h->rack, h->url, d->path, now, now, h->node_id, id,
+                      used, size - used, size);
+        struct req *r = sim_start(cl, h, K_ADD, "POST", "/disk/add", cm_buf_steal(&b, NULL));
+        r->disk = d;
+        r->add_id = id;
+        return;
+    }
     cm_buf_printf(&b,
                   "{\"cluster_id\":%u,\"idc\":\"%s\",\"rack\":\"%s\",\"host\":\"%s\","
                   "\"path\":\"%s\",\"status\":1,\"readonly\":false,\"create_time\":\"%s\","
@@ -152,7 +197,7 @@ static void do_add(struct client *cl, struct shost *h, struct sdisk *d)
                   ",\"max_chunk_cnt\":0,\"free_chunk_cnt\":0,\"used_chunk_cnt\":0}",
                   s->cluster_id, h->idc, h->rack, h->url, d->path, now, now, h->pending_id, used,
                   size - used, size);
-    start(cl, h, K_ADD, "POST", "/disk/add", cm_buf_steal(&b, NULL));
+    sim_start(cl, h, K_ADD, "POST", "/disk/add", cm_buf_steal(&b, NULL));
 }
 
 /* Plausible, changing numbers: a random walk of the used bytes. */
@@ -191,11 +236,11 @@ static bool do_heartbeat(struct client *cl, struct shost *h)
     }
     pthread_mutex_unlock(&s->mu);
     cm_buf_puts(&b, "]}");
-    if (n == 0) {
+    if (n == 0 && s->generation == GEN_2022) { /* a current blobnode sends the empty list */
         cm_buf_free(&b);
         return false;
     }
-    start(cl, h, K_HEARTBEAT, "POST", "/disk/heartbeat", cm_buf_steal(&b, NULL))->n_disks = n;
+    sim_start(cl, h, K_HEARTBEAT, "POST", "/disk/heartbeat", cm_buf_steal(&b, NULL))->n_disks = n;
     return true;
 }
 
@@ -205,6 +250,10 @@ static void step(struct client *cl, struct shost *h, uint64_t now)
     struct sim *s = cl->s;
     if (h->busy || now < h->next_ms)
         return;
+    bool current = s->generation == GEN_CURRENT;
+    /* service, node, and the service heartbeat while the disks are being registered */
+    if (current && h->phase != PH_RUN && cur_step(cl, h, now, false))
+        return;
     switch (h->phase) {
     case PH_LIST:
         do_list(cl, h);
@@ -212,16 +261,21 @@ static void step(struct client *cl, struct shost *h, uint64_t now)
     case PH_REGISTER: {
         struct sdisk *next = NULL;
         for (int i = 0; i < h->n_disks && !next; i++)
-            if (h->disks[i].id == 0 && !h->disks[i].failed)
+            if (current ? h->disks[i].need_add && !h->disks[i].failed
+                        : h->disks[i].id == 0 && !h->disks[i].failed)
                 next = &h->disks[i];
         if (next == NULL) {
             h->phase = PH_RUN;
             /* spread the fleet's heartbeats over one period */
             h->next_hb_ms = now + (s->interval_ms * (uint64_t)h->index) / (uint64_t)s->n_hosts;
+            if (current)
+                cur_enter_run(s, h, now);
             return;
         }
-        if (h->pending_id == 0)
-            start(cl, h, K_ALLOC, "POST", "/diskid/alloc", NULL);
+        if (current && next->id == 0 && h->pending_id == 0) /* an empty body since v3.3.0 */
+            sim_start_raw(cl, h, K_ALLOC, "POST", "/diskid/alloc", NULL, 0, NULL);
+        else if (!current && h->pending_id == 0)
+            sim_start(cl, h, K_ALLOC, "POST", "/diskid/alloc", NULL);
         else
             do_add(cl, h, next);
         return;
@@ -240,9 +294,11 @@ static void step(struct client *cl, struct shost *h, uint64_t now)
         if (broken) {
             char *body = cm_malloc(64);
             snprintf(body, 64, "{\"disk_id\":%u,\"status\":2}", broken->id);
-            start(cl, h, K_SET, "POST", "/disk/set", body)->disk = broken;
+            sim_start(cl, h, K_SET, "POST", "/disk/set", body)->disk = broken;
             return;
         }
+        if (current && cur_step(cl, h, now, now >= h->next_hb_ms))
+            return;
         if (now < h->next_hb_ms)
             return;
         h->next_hb_ms = s->interval_ms ? h->next_hb_ms + (uint64_t)s->interval_ms : now;
@@ -251,16 +307,19 @@ static void step(struct client *cl, struct shost *h, uint64_t now)
         do_heartbeat(cl, h);
         return;
     }
+    default: /* current.c's phases */
+        return;
     }
 }
 
 /* Request slots go to hosts in the order they became due, so that with fewer slots than hosts
  * (and back-to-back heartbeats) every host gets its turn. */
-static bool due(struct shost *h, uint64_t now)
+static bool due(struct client *cl, struct shost *h, uint64_t now)
 {
-    if (h->busy || h->queued || now < h->next_ms)
+    if (h->busy || h->queued || now < h->next_ms || h->phase == PH_STOPPED)
         return false;
-    return h->phase != PH_RUN || atomic_load(&h->attention) || now >= h->next_hb_ms;
+    return h->phase != PH_RUN || atomic_load(&h->attention) || now >= h->next_hb_ms ||
+           (cl->s->generation == GEN_CURRENT && now >= cur_next_due(h));
 }
 
 static void enqueue(struct client *cl, struct shost *h)
@@ -295,13 +354,13 @@ static bool retryable(CURLcode rc, long status)
            status == 504 || status == 906 || status == 907 || status == 908;
 }
 
-static struct json_object *parse(struct req *r)
+struct json_object *sim_parse(struct req *r)
 {
     char err[128];
     return cm_json_parse(r->resp.data ? r->resp.data : "", r->resp.len, false, err, sizeof err);
 }
 
-static uint32_t get_u32(struct json_object *o, const char *name)
+uint32_t sim_get_u32(struct json_object *o, const char *name)
 {
     struct json_object *v;
     return json_object_object_get_ex(o, name, &v) ? (uint32_t)json_object_get_uint64(v) : 0;
@@ -310,6 +369,8 @@ static uint32_t get_u32(struct json_object *o, const char *name)
 static void list_done(struct client *cl, struct shost *h, struct json_object *o)
 {
     struct sim *s = cl->s;
+    bool current = s->generation == GEN_CURRENT;
+    char alien[64] = "";
     struct json_object *arr = NULL;
     json_object_object_get_ex(o, "disks", &arr);
     size_t n = arr && json_object_is_type(arr, json_type_array) ? json_object_array_length(arr) : 0;
@@ -318,8 +379,20 @@ static void list_done(struct client *cl, struct shost *h, struct json_object *o)
         struct json_object *e = json_object_array_get_idx(arr, i), *p;
         if (!json_object_object_get_ex(e, "path", &p))
             continue;
-        uint32_t id = get_u32(e, "disk_id");
-        uint8_t status = (uint8_t)get_u32(e, "status");
+        uint32_t id = sim_get_u32(e, "disk_id");
+        uint8_t status = (uint8_t)sim_get_u32(e, "status");
+        if (current) {
+            /* a registered normal disk that is not in the config stops a blobnode's start */
+            bool ours = false;
+            for (int k = 0; k < h->n_disks && !ours; k++)
+                ours = strcmp(h->disks[k].path, json_object_get_string(p)) == 0;
+            if (!ours && status == 1 && !alien[0])
+                snprintf(alien, sizeof alien, "%s", json_object_get_string(p));
+            /* a disk is the cluster's when its cluster id and disk id match what the disk was
+             * formatted with; the simulator's disks carry the id registered for their path */
+            if (sim_get_u32(e, "cluster_id") != s->cluster_id)
+                continue;
+        }
         if (status >= 4) /* repaired or dropped: the place is free to register again */
             continue;
         for (int k = 0; k < h->n_disks; k++) {
@@ -333,11 +406,34 @@ static void list_done(struct client *cl, struct shost *h, struct json_object *o)
         }
     }
     pthread_mutex_unlock(&s->mu);
-    if (n == 0) {
-        h->phase = PH_REGISTER;
-        h->marker = 0;
-    } else
-        h->marker = get_u32(o, "marker");
+    if (!current) {
+        if (n == 0) {
+            h->phase = PH_REGISTER;
+            h->marker = 0;
+        } else
+            h->marker = sim_get_u32(o, "marker");
+        return;
+    }
+    if (alien[0]) {
+        cur_stop_host(cl, h,
+                      "disk %s%s is registered and normal but not one of this host's disks; a "
+                      "real blobnode refuses to start",
+                      h->url, alien);
+        return;
+    }
+    uint32_t marker = sim_get_u32(o, "marker");
+    if (n > 0 && marker > h->marker) {
+        h->marker = marker;
+        return;
+    }
+    if (n > 0) /* the Go client pages until an empty page: it would ask for this one forever */
+        fprintf(stderr,
+                "blobnode-sim: GET /disk/list for %s answered %zu disks with marker %u after "
+                "marker %u; a real blobnode would never finish listing its disks\n",
+                h->url, n, marker, h->marker);
+    h->phase = PH_REGISTER;
+    h->marker = 0;
+    cur_listed(cl, h);
 }
 
 static void heartbeat_done(struct client *cl, struct shost *h, struct json_object *o)
@@ -349,15 +445,55 @@ static void heartbeat_done(struct client *cl, struct shost *h, struct json_objec
     pthread_mutex_lock(&s->mu);
     for (size_t i = 0; i < n; i++) {
         struct json_object *e = json_object_array_get_idx(arr, i);
-        uint32_t id = get_u32(e, "disk_id");
-        uint8_t status = (uint8_t)get_u32(e, "status");
+        uint32_t id = sim_get_u32(e, "disk_id");
+        uint8_t status = (uint8_t)sim_get_u32(e, "status");
         for (int k = 0; k < h->n_disks; k++)
-            if (h->disks[k].id == id && id) {
+            if (h->disks[k].id == id && id && s->generation == GEN_CURRENT)
+                cur_disk_status(cl, h, &h->disks[k], status);
+            else if (h->disks[k].id == id && id) {
                 h->disks[k].status = status;
                 if (status >= 2) /* clustermgr says broken or worse: stop */
                     h->disks[k].active = false;
             }
     }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* /disk/add of a current blobnode (startup.go): a failure is logged, and fatal only with
+ * re_add_disk unless it is 201. */
+static void add_done_current(struct client *cl, struct req *r, long status)
+{
+    struct sim *s = cl->s;
+    struct shost *h = r->h;
+    struct sdisk *d = r->disk;
+    bool fresh = d->id == 0;
+    h->pending_id = 0;
+    if (status == 200 || (status == 201 && s->re_add_disk)) {
+        pthread_mutex_lock(&s->mu);
+        d->id = r->add_id;
+        d->status = 1;
+        d->active = true;
+        d->need_add = false;
+        pthread_mutex_unlock(&s->mu);
+        atomic_fetch_add(fresh ? &s->c.adds : &s->c.readds, 1);
+        return;
+    }
+    if (s->re_add_disk) {
+        cur_stop_host(cl, h,
+                      "POST /disk/add of %s%s (disk %u) answered %ld %.*s; with re_add_disk a "
+                      "real blobnode exits",
+                      h->url, d->path, r->add_id, status, sim_resp_len(r), sim_resp_text(r));
+        return;
+    }
+    if (status == 201 && fresh) /* the id is taken: get another one */
+        return;
+    fprintf(stderr,
+            "blobnode-sim: cannot register %s%s (status %ld): %.*s (a real blobnode logs this "
+            "and goes on without the disk being known)\n",
+            h->url, d->path, status, sim_resp_len(r), sim_resp_text(r));
+    pthread_mutex_lock(&s->mu);
+    d->failed = true;
+    d->need_add = false;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -380,24 +516,36 @@ static void complete(struct client *cl, struct req *r, CURLcode rc)
         h->next_ms = now + (status == 907 || rc != CURLE_OK ? 200 : 50);
         if (r->kind == K_HEARTBEAT) /* retry the same heartbeat now */
             h->next_hb_ms = h->next_ms;
+        if (r->kind >= K_SVC_REGISTER)
+            cur_retry(cl, r);
         return;
     }
-    struct json_object *o = status == 200 ? parse(r) : NULL;
+    struct json_object *o = status == 200 ? sim_parse(r) : NULL;
     switch (r->kind) {
     case K_LIST:
         if (o)
             list_done(cl, h, o);
+        else if (s->generation == GEN_CURRENT) /* NewService returns the error: it exits */
+            cur_stop_host(cl, h, "GET /disk/list answered %ld %.*s; a real blobnode exits", status,
+                          sim_resp_len(r), sim_resp_text(r));
         else
             h->next_ms = now + 1000;
         break;
     case K_ALLOC:
-        if (o && get_u32(o, "disk_id")) {
-            h->pending_id = get_u32(o, "disk_id");
+        if (o && sim_get_u32(o, "disk_id")) {
+            h->pending_id = sim_get_u32(o, "disk_id");
             atomic_fetch_add(&s->c.allocs, 1);
-        } else
+        } else if (s->generation == GEN_CURRENT) /* opening the disk fails: fatal */
+            cur_stop_host(cl, h, "POST /diskid/alloc answered %ld %.*s; a real blobnode exits",
+                          status, sim_resp_len(r), sim_resp_text(r));
+        else
             h->next_ms = now + 1000;
         break;
     case K_ADD: {
+        if (s->generation == GEN_CURRENT) {
+            add_done_current(cl, r, status);
+            break;
+        }
         pthread_mutex_lock(&s->mu);
         struct sdisk *d = NULL;
         for (int i = 0; i < h->n_disks && !d; i++)
@@ -446,6 +594,8 @@ static void complete(struct client *cl, struct req *r, CURLcode rc)
                 h->phase = PH_LIST;
                 h->marker = 0;
                 h->next_ms = now + 1000;
+                if (s->generation == GEN_CURRENT) /* from the start: service, node, disks */
+                    cur_restart(h);
             }
         }
         break;
@@ -455,11 +605,15 @@ static void complete(struct client *cl, struct req *r, CURLcode rc)
         if (status == 200 || status == 913) {
             r->disk->report_broken = false;
             r->disk->active = false;
-            r->disk->status = 2;
+            if (s->generation == GEN_2022 || r->disk->status < 2)
+                r->disk->status = 2; /* (the current one keeps a later status it was told) */
         }
         pthread_mutex_unlock(&s->mu);
         if (status != 200 && status != 913)
             h->next_ms = now + 1000;
+        break;
+    default:
+        cur_complete(cl, r, status, o, now);
         break;
     }
     json_object_put(o);
@@ -499,6 +653,36 @@ static void report(struct sim *s, double secs)
     fflush(stdout);
 }
 
+/* Every host is running or stopped: one line with the disks and the node ids. */
+static void registered_current(struct sim *s, int stopped)
+{
+    int reg = 0;
+    uint32_t lo = UINT32_MAX, hi = 0;
+    for (int i = 0; i < s->n_hosts; i++) {
+        struct shost *h = &s->hosts[i];
+        for (int k = 0; k < h->n_disks; k++)
+            reg += h->disks[k].id != 0;
+        if (h->phase == PH_RUN && h->node_id < lo)
+            lo = h->node_id;
+        if (h->phase == PH_RUN && h->node_id > hi)
+            hi = h->node_id;
+    }
+    fprintf(stderr,
+            "blobnode-sim: %d hosts registered as nodes %u-%u, %d of %d disks (%llu new, %llu "
+            "reused)",
+            s->n_hosts - stopped, lo == UINT32_MAX ? 0 : lo, hi, reg, s->n_hosts * s->n_disks,
+            (unsigned long long)atomic_load(&s->c.adds),
+            (unsigned long long)atomic_load(&s->c.reused));
+    if (s->re_add_disk)
+        fprintf(stderr, "; %llu added again", (unsigned long long)atomic_load(&s->c.readds));
+    if (stopped)
+        fprintf(stderr, "; %d hosts stopped", stopped);
+    fprintf(stderr, "\n");
+    s->measure_from_us = sim_mono_us();
+    s->hb_ok_at_start = atomic_load(&s->c.hb_ok);
+    s->hb_disks_at_start = atomic_load(&s->c.hb_disks);
+}
+
 int sim_client_run(struct sim *s)
 {
     struct client cl = {.s = s};
@@ -506,17 +690,29 @@ int sim_client_run(struct sim *s)
     curl_multi_setopt(cl.multi, CURLMOPT_MAXCONNECTS, (long)s->concurrency + 16);
     uint64_t last_scan = 0, registered_at = 0;
     bool all_registered = false;
+    int rc = 0;
     while (!atomic_load(&s->stop)) {
         uint64_t now = cm_mono_ms();
         if (now - last_scan >= 10) {
             last_scan = now;
             bool all = true;
+            int stopped = 0;
             for (int i = 0; i < s->n_hosts; i++) {
-                if (due(&s->hosts[i], now))
+                if (due(&cl, &s->hosts[i], now))
                     enqueue(&cl, &s->hosts[i]);
-                all &= s->hosts[i].phase == PH_RUN;
+                all &= s->hosts[i].phase == PH_RUN || s->hosts[i].phase == PH_STOPPED;
+                stopped += s->hosts[i].phase == PH_STOPPED;
             }
-            if (all && !all_registered) {
+            if (stopped == s->n_hosts) {
+                fprintf(stderr, "blobnode-sim: every host stopped\n");
+                rc = 1;
+                break;
+            }
+            if (all && !all_registered && s->generation == GEN_CURRENT) {
+                all_registered = true;
+                registered_at = now;
+                registered_current(s, stopped);
+            } else if (all && !all_registered) {
                 all_registered = true;
                 registered_at = now;
                 int reg = 0;
@@ -548,8 +744,12 @@ int sim_client_run(struct sim *s)
             curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
             complete(&cl, r, m->data.result);
             struct shost *h = r->h;
+            atomic_store(&h->shown_phase, h->phase);
+            atomic_store(&h->shown_node_id, h->node_id);
+            atomic_store(&h->shown_inspect, h->data_inspect);
+            atomic_store(&h->shown_svc_ok, h->phase != PH_SERVICE && !h->svc_failing);
             req_free(&cl, r);
-            if (due(h, cm_mono_ms()))
+            if (due(&cl, h, cm_mono_ms()))
                 enqueue(&cl, h);
         }
         dispatch(&cl, cm_mono_ms());
@@ -561,5 +761,7 @@ int sim_client_run(struct sim *s)
     curl_multi_cleanup(cl.multi);
     if (all_registered && secs > 0)
         report(s, secs);
-    return 0;
+    for (int i = 0; i < s->n_hosts; i++)
+        cur_free(&s->hosts[i]);
+    return rc;
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "../../src/util/buf.h"
@@ -23,6 +24,29 @@ static const char usage[] =
     "/diskid/alloc and /disk/add (reusing disks already registered for its host), and\n"
     "heartbeats them every period with changing space numbers. SIGTERM or SIGINT stop it.\n"
     "\n"
+    "Protocol generations:\n"
+    "  current (default)  a CubeFS v3.5.1-v3.5.3 blobnode. Each host registers as service\n"
+    "                     BLOBNODE (/service/register, then /service/heartbeat), adds itself\n"
+    "                     with POST /node/add (disk_type, role 1) and sends the node_id answered\n"
+    "                     on every /disk/add; lists its disks with every filter of the Go\n"
+    "                     client, allocates ids with an empty body; then besides the disk\n"
+    "                     heartbeat it sends /chunk/report (application/octet-stream) with the\n"
+    "                     chunks changed, runs the chunk garbage check (/volume/unit/list and\n"
+    "                     /volume/get: a chunk older than the protection period whose epoch is\n"
+    "                     below clustermgr's is released) and polls /config/get?key=data_inspect\n"
+    "                     (writing \"false\" when Not Found). A heartbeat answer with status 2-4\n"
+    "                     is a broken disk (reported with /disk/set), 5 a dropped one (no longer\n"
+    "                     used). An answer that makes a real blobnode exit stops that host: it\n"
+    "                     closes its port (when every host stopped, the simulator exits with\n"
+    "                     status 1). Those are a refused /service/register, /disk/list or\n"
+    "                     /diskid/alloc, a /node/add answered other than 200 or 201, a registered\n"
+    "                     normal disk the host does not have, and with --re-add-disk a /disk/add\n"
+    "                     answered other than 200 or 201. Node ids are idempotent server-side, so\n"
+    "                     a restarted simulator gets its hosts' old node ids.\n"
+    "  2022               the standalone 2022 blobstore's blobnode: disks only (list, alloc,\n"
+    "                     add, heartbeat, /disk/set), no service, node, report or switch.\n"
+    "\n"
+    "      --generation G      current or 2022 (default current)\n"
     "  -c, --cm LIST           clustermgr HTTP addresses, comma separated\n"
     "                          (default 127.0.0.1:9998,127.0.0.1:9999,127.0.0.1:10000)\n"
     "  -H, --hosts N           hosts (default 3)\n"
@@ -31,7 +55,8 @@ static const char usage[] =
     "      --racks N           racks per IDC, hosts spread round-robin (default 2)\n"
     "  -p, --port-base P       host i listens on P+i (default 18000)\n"
     "      --bind IP           listen address of the hosts (default 127.0.0.1)\n"
-    "  -i, --interval SEC      heartbeat period, fractions allowed; 0 = back to back (default 30)\n"
+    "  -i, --interval SEC      disk heartbeat period, fractions allowed; 0 = back to back\n"
+    "                          (default 30)\n"
     "      --disk-size BYTES   size of every disk (default 1099511627776, 1 TiB)\n"
     "      --chunk-size BYTES  chunk size used for the numbers sent (default 16777216)\n"
     "      --cluster-id N      cluster id sent on /disk/add (default 1)\n"
@@ -47,12 +72,22 @@ static const char usage[] =
     "      --refuse-create     every disk refuses chunk creation\n"
     "      --delay-ms N        every disk answers the chunk API N ms late\n"
     "      --seed N            random seed (default: from the clock)\n"
+    "  current generation only (fractions of seconds allowed):\n"
+    "      --service-interval SEC  /service/heartbeat period (default 30; the timeout is 60)\n"
+    "      --report-interval SEC   /chunk/report period (default 60)\n"
+    "      --gc-interval SEC       chunk garbage check period (default 1800)\n"
+    "      --chunk-protection SEC  chunks younger than this are never released (default 172800)\n"
+    "      --switch-interval SEC   /config/get?key=data_inspect period (default 15)\n"
+    "      --disk-type T       the node's disk type: hdd, ssd, nvmessd or 1-3 (default hdd)\n"
+    "      --re-add-disk       /disk/add every normal disk again at start (201 accepted) and\n"
+    "                          stop the host on any other failure (the re_add_disk switch)\n"
     "  -h, --help              this text\n"
     "\n"
     "Every host port also serves the fleet-wide debug and control routes:\n"
     "  GET  /sim/stats                 counters: chunk API calls, heartbeats, registrations\n"
     "  GET  /sim/disks                 every disk with its id, host, path, status and knobs\n"
     "  GET  /sim/chunks[?diskid=N]     the chunks kept in memory\n"
+    "  GET  /sim/hosts                 every host: phase, node id, service, data_inspect\n"
     "  POST /sim/disk/<id>?broken=1    report the disk broken (/disk/set status 2), stop it\n"
     "  POST /sim/disk/<id>?silent=1|0  stop/resume heartbeating it (it expires)\n"
     "  POST /sim/disk/<id>?refuse_create=1|0   refuse chunk creation\n"
@@ -117,6 +152,18 @@ static bool num(const char *s, double min, double max, double *out)
     return true;
 }
 
+/* As the Go decoder takes a DiskType: a name (any case) or 1-3. */
+static bool disk_type(const char *v, int *out)
+{
+    static const char *const names[] = {"hdd", "ssd", "nvmessd"};
+    for (int i = 0; i < 3; i++)
+        if (strcasecmp(v, names[i]) == 0 || (v[0] == '1' + i && v[1] == '\0')) {
+            *out = i + 1;
+            return true;
+        }
+    return false;
+}
+
 int main(int argc, char **argv)
 {
     static struct sim sim;
@@ -133,6 +180,13 @@ int main(int argc, char **argv)
     s->timeout_ms = 15000;
     s->serve = true;
     s->seed = (uint64_t)cm_now_ns() | 1;
+    s->generation = GEN_CURRENT;
+    s->svc_interval_ms = 30000;
+    s->report_interval_ms = 60000;
+    s->gc_interval_ms = 1800000;
+    s->protection_ms = 172800000;
+    s->switch_interval_ms = 15000;
+    s->disk_type = 1;
     snprintf(s->bind_ip, sizeof s->bind_ip, "127.0.0.1");
     const char *cms = "127.0.0.1:9998,127.0.0.1:9999,127.0.0.1:10000", *idcs = "z0";
 
@@ -151,7 +205,15 @@ int main(int argc, char **argv)
         O_DELAY,
         O_SEED,
         O_BROKEN,
-        O_SILENT
+        O_SILENT,
+        O_GEN,
+        O_SVC_INT,
+        O_REPORT_INT,
+        O_GC_INT,
+        O_PROTECT,
+        O_SWITCH_INT,
+        O_DISK_TYPE,
+        O_READD
     };
     const char *broken = NULL, *silent = NULL;
     int rc_early = 0;
@@ -176,6 +238,14 @@ int main(int argc, char **argv)
                                          {"seed", required_argument, 0, O_SEED},
                                          {"broken", required_argument, 0, O_BROKEN},
                                          {"silent", required_argument, 0, O_SILENT},
+                                         {"generation", required_argument, 0, O_GEN},
+                                         {"service-interval", required_argument, 0, O_SVC_INT},
+                                         {"report-interval", required_argument, 0, O_REPORT_INT},
+                                         {"gc-interval", required_argument, 0, O_GC_INT},
+                                         {"chunk-protection", required_argument, 0, O_PROTECT},
+                                         {"switch-interval", required_argument, 0, O_SWITCH_INT},
+                                         {"disk-type", required_argument, 0, O_DISK_TYPE},
+                                         {"re-add-disk", no_argument, 0, O_READD},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     int c;
@@ -248,6 +318,31 @@ int main(int argc, char **argv)
         case O_SILENT:
             silent = optarg;
             break;
+        case O_GEN:
+            ok = strcmp(optarg, "current") == 0 || strcmp(optarg, "2022") == 0;
+            s->generation = strcmp(optarg, "2022") == 0 ? GEN_2022 : GEN_CURRENT;
+            break;
+        case O_SVC_INT:
+            ok = num(optarg, 0.001, 86400, &v), s->svc_interval_ms = (int64_t)(v * 1000);
+            break;
+        case O_REPORT_INT:
+            ok = num(optarg, 0.001, 86400, &v), s->report_interval_ms = (int64_t)(v * 1000);
+            break;
+        case O_GC_INT:
+            ok = num(optarg, 0.001, 864000, &v), s->gc_interval_ms = (int64_t)(v * 1000);
+            break;
+        case O_PROTECT:
+            ok = num(optarg, 0, 1e8, &v), s->protection_ms = (int64_t)(v * 1000);
+            break;
+        case O_SWITCH_INT:
+            ok = num(optarg, 0.001, 86400, &v), s->switch_interval_ms = (int64_t)(v * 1000);
+            break;
+        case O_DISK_TYPE:
+            ok = disk_type(optarg, &s->disk_type);
+            break;
+        case O_READD:
+            s->re_add_disk = true;
+            break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -297,6 +392,8 @@ int main(int argc, char **argv)
         h->idc = s->idcs[i % s->n_idcs];
         snprintf(h->rack, sizeof h->rack, "rack%d", (i / s->n_idcs) % s->n_racks);
         h->cm = i % s->n_cms;
+        h->phase = s->generation == GEN_CURRENT ? PH_SERVICE : PH_LIST;
+        atomic_store(&h->shown_phase, h->phase);
         h->n_disks = s->n_disks;
         h->disks = cm_calloc((size_t)s->n_disks, sizeof *h->disks);
         for (int k = 0; k < s->n_disks; k++) {
@@ -349,10 +446,19 @@ int main(int argc, char **argv)
     } else {
         fprintf(stderr,
                 "blobnode-sim: %d hosts x %d disks (%s ports %d-%d), clustermgr %s%s, "
-                "heartbeat every %.3g s\n",
+                "heartbeat every %.3g s",
                 s->n_hosts, s->n_disks, s->serve ? "serving on" : "not serving,", s->port_base,
                 s->port_base + s->n_hosts - 1, s->cms[0], s->n_cms > 1 ? " (+ failover)" : "",
                 s->interval_ms / 1000.0);
+        if (s->generation == GEN_CURRENT)
+            fprintf(stderr,
+                    "; current blobnode protocol (v3.5.1-v3.5.3): service heartbeat every "
+                    "%.3g s, chunk report every %.3g s, chunk check every %.3g s, switch poll "
+                    "every %.3g s%s",
+                    s->svc_interval_ms / 1000.0, s->report_interval_ms / 1000.0,
+                    s->gc_interval_ms / 1000.0, s->switch_interval_ms / 1000.0,
+                    s->re_add_disk ? ", re_add_disk" : "");
+        fprintf(stderr, "\n");
         rc = sim_client_run(s);
     }
     sim_serve_stop(s);

@@ -9,6 +9,7 @@
  *   GET  /sim/stats            counters (chunk calls, heartbeats, registrations)
  *   GET  /sim/disks            every disk: id, host, path, status, knobs, chunk count
  *   GET  /sim/chunks[?diskid=] the chunks kept in memory
+ *   GET  /sim/hosts            every host: url, idc, rack, phase, node id, task switch
  *   POST /sim/disk/<id>?broken=1&silent=0|1&refuse_create=0|1&delay_ms=N
  */
 #include <arpa/inet.h>
@@ -154,7 +155,8 @@ static enum MHD_Result chunk_api(struct sim *s, struct shost *h, struct MHD_Conn
                     d->cap_chunks = d->cap_chunks ? d->cap_chunks * 2 : 8;
                     d->chunks = cm_realloc(d->chunks, d->cap_chunks * sizeof *d->chunks);
                 }
-                d->chunks[d->n_chunks++] = (struct chunk){vuid, (int64_t)size, sim_now_ns(), 1};
+                d->chunks[d->n_chunks++] =
+                    (struct chunk){vuid, (int64_t)size, sim_now_ns(), 1, true};
                 d->used += (int64_t)size;
                 if (d->used > d->size)
                     d->used = d->size;
@@ -180,6 +182,7 @@ static enum MHD_Result chunk_api(struct sim *s, struct shost *h, struct MHD_Conn
     } else if (strcmp(op, "readonly") == 0 || strcmp(op, "readwrite") == 0) {
         bool ro = op[4] == 'o';
         atomic_fetch_add(ro ? &s->c.readonly : &s->c.readwrite, 1);
+        ch->dirty |= ch->status != (ro ? 2 : 1);
         ch->status = ro ? 2 : 1;
         rc = respond(c, 200, "");
     } else
@@ -222,6 +225,25 @@ static enum MHD_Result sim_stats(struct sim *s, struct MHD_Connection *c)
                   atomic_load(&k->hb_ok), atomic_load(&k->hb_err), atomic_load(&k->hb_disks),
                   atomic_load(&k->allocs), atomic_load(&k->adds), atomic_load(&k->reused),
                   atomic_load(&k->set_broken), atomic_load(&k->failovers));
+    if (s->generation == GEN_CURRENT) {
+        b.len--; /* the closing brace: the current generation's counters follow */
+        cm_buf_printf(&b,
+                      ",\"generation\":\"current\",\"service\":{\"registers\":%llu,"
+                      "\"heartbeats_ok\":%llu,\"heartbeat_errors\":%llu},\"node_adds\":%llu,"
+                      "\"readds\":%llu,\"hosts_stopped\":%llu,\"dropped\":%llu,",
+                      atomic_load(&k->svc_registers), atomic_load(&k->svc_hb_ok),
+                      atomic_load(&k->svc_hb_err), atomic_load(&k->node_adds),
+                      atomic_load(&k->readds), atomic_load(&k->hosts_stopped),
+                      atomic_load(&k->dropped));
+        cm_buf_printf(&b,
+                      "\"chunk_reports\":{\"ok\":%llu,\"chunks\":%llu,\"errors\":%llu},"
+                      "\"gc\":{\"runs\":%llu,\"released\":%llu},"
+                      "\"switch\":{\"polls\":%llu,\"sets\":%llu}}",
+                      atomic_load(&k->reports), atomic_load(&k->reported_chunks),
+                      atomic_load(&k->report_errors), atomic_load(&k->gc_runs),
+                      atomic_load(&k->gc_released), atomic_load(&k->switch_polls),
+                      atomic_load(&k->switch_sets));
+    }
     return respond_buf(c, 200, &b);
 }
 
@@ -265,6 +287,33 @@ static enum MHD_Result sim_disks(struct sim *s, struct MHD_Connection *c)
                 d->refuse_create ? "true" : "false", d->delay_ms, d->size, d->used, d->n_chunks);
         }
     pthread_mutex_unlock(&s->mu);
+    cm_buf_puts(&b, "]}");
+    return respond_buf(c, 200, &b);
+}
+
+static enum MHD_Result sim_hosts(struct sim *s, struct MHD_Connection *c)
+{
+    static const char *const phases[] = {"list", "register", "run", "service", "node", "stopped"};
+    struct cm_buf b = {0};
+    cm_buf_puts(&b, "{\"hosts\":[");
+    for (int i = 0; i < s->n_hosts; i++) {
+        struct shost *h = &s->hosts[i];
+        int phase = atomic_load(&h->shown_phase);
+        cm_buf_puts(&b, i ? ",{\"host\":" : "{\"host\":");
+        json_str(&b, h->url);
+        cm_buf_puts(&b, ",\"idc\":");
+        json_str(&b, h->idc);
+        cm_buf_puts(&b, ",\"rack\":");
+        json_str(&b, h->rack);
+        cm_buf_printf(&b, ",\"phase\":\"%s\"",
+                      phase >= 0 && phase <= PH_STOPPED ? phases[phase] : "?");
+        if (s->generation == GEN_CURRENT)
+            cm_buf_printf(&b, ",\"node_id\":%u,\"service\":%s,\"data_inspect\":%s",
+                          atomic_load(&h->shown_node_id),
+                          atomic_load(&h->shown_svc_ok) ? "true" : "false",
+                          atomic_load(&h->shown_inspect) ? "true" : "false");
+        cm_buf_puts(&b, "}");
+    }
     cm_buf_puts(&b, "]}");
     return respond_buf(c, 200, &b);
 }
@@ -356,6 +405,8 @@ static enum MHD_Result route(void *cls, struct MHD_Connection *c, const char *ur
         return sim_disks(x->s, c);
     if (get && strcmp(url, "/sim/chunks") == 0)
         return sim_chunks(x->s, c);
+    if (get && strcmp(url, "/sim/hosts") == 0)
+        return sim_hosts(x->s, c);
     if (post && strncmp(url, "/sim/disk/", 10) == 0)
         return sim_disk_knobs(x->s, c, url);
     return error(c, 404, "no such route");
@@ -389,6 +440,15 @@ int sim_serve_start(struct sim *s, char *err, size_t errlen)
         h->daemon_ctx = x; /* released in sim_serve_stop */
     }
     return 0;
+}
+
+void sim_serve_stop_host(struct sim *s, struct shost *h)
+{
+    (void)s;
+    if (h->daemon) {
+        MHD_stop_daemon(h->daemon);
+        h->daemon = NULL;
+    }
 }
 
 void sim_serve_stop(struct sim *s)
