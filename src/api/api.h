@@ -119,6 +119,12 @@ void h_kv_delete(struct cm_job *j);
 int parse_kv_list(struct cm_job *j);
 void h_kv_list(struct cm_job *j);
 
+/* version.c */
+void h_internal_version(struct cm_job *j);
+/* cluster_version and member_versions (format version each member's binary applies, 0 when
+ * not heard from) of /stat */
+void cm_version_stat(struct cm_node *n, struct json_object *stat);
+
 /* snapshot.c */
 void h_snapshot_dump(struct cm_job *j);
 

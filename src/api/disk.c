@@ -11,6 +11,7 @@
 #include "../fsm/mod_disk.h"
 #include "../fsm/mod_node.h"
 #include "../fsm/mod_scope.h"
+#include "../jobs/version_jobs.h"
 #include "../util/json.h"
 #include "../util/timeutil.h"
 #include "api.h"
@@ -369,6 +370,8 @@ void h_disk_add(struct cm_job *j)
     const struct cm_config *cfg = cm_node_cfg(j->node);
     struct cm_disk_info *d = &a->info;
     struct cm_node_info n = {0};
+    if (a->node_id != 0 && !cm_version_require(j, 2, "POST /disk/add with a node_id"))
+        return;
     if (a->node_id != 0 && (!cm_node_get(fsm, a->node_id, &n) || n.status == CM_NODE_DROPPED)) {
         cm_reply_code(j, CM_ERR_NODE_NOT_FOUND);
         return;

@@ -13,6 +13,7 @@
 
 #include "../fsm/mod_disk.h"
 #include "../fsm/mod_node.h"
+#include "../jobs/version_jobs.h"
 #include "api.h"
 
 struct node_args {
@@ -125,6 +126,8 @@ void h_node_add(struct cm_job *j)
     struct node_args *a = j->args;
     struct cm_fsm *fsm = cm_node_fsm(j->node);
     const struct cm_config *cfg = cm_node_cfg(j->node);
+    if (!cm_version_require(j, 2, "POST /node/add"))
+        return;
     /* 1. idempotent by host + disk type: the existing id, nothing changed (dropped nodes too) */
     uint32_t existing = a->disk_type ? cm_node_find(fsm, a->host, a->disk_type) : 0;
     if (existing) {
@@ -181,6 +184,8 @@ void h_node_drop(struct cm_job *j)
     struct node_args *a = j->args;
     struct cm_fsm *fsm = cm_node_fsm(j->node);
     struct cm_node_info n;
+    if (!cm_version_require(j, 2, "POST /node/drop"))
+        return;
     if (!cm_node_get(fsm, a->node_id, &n)) {
         cm_reply_code(j, CM_ERR_NODE_NOT_FOUND);
         return;

@@ -110,6 +110,8 @@ static const struct cm_route routes[] = {
 
     {"/internal/member", CM_GET, CM_R_LOCAL | CM_R_INTERNAL, 0, parse_member_query, h_member_view,
      "internal_member"},
+    {"/internal/version", CM_GET, CM_R_LOCAL | CM_R_INTERNAL, 0, NULL, h_internal_version,
+     "internal_version"},
     {"/internal/readindex", CM_GET, CM_R_READ | CM_R_INTERNAL, 0, NULL, h_readindex,
      "internal_readindex"},
 };

@@ -52,6 +52,7 @@ void h_stat(struct cm_job *j)
     json_object_object_add(o, "raft_status", raft_status(n));
     json_object_object_add(o, "space_stat", cm_space_stat(n));
     json_object_object_add(o, "volume_stat", cm_volume_stat(n));
+    cm_version_stat(n, o);
     cm_reply_json(j, o);
 }
 

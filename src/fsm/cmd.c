@@ -15,7 +15,7 @@ int cm_cmd_encode(const struct cm_cmd *cmd, struct raft_buffer *out)
     if (p == NULL)
         return -1;
     p[0] = CM_CMD_MAGIC;
-    p[1] = CM_CMD_VERSION;
+    p[1] = cmd->version ? cmd->version : CM_CMD_VERSION;
     p[2] = cmd->module;
     p[3] = cmd->op;
     cm_wbe32(p + 4, (uint32_t)cmd->len);
@@ -33,11 +33,12 @@ int cm_cmd_encode(const struct cm_cmd *cmd, struct raft_buffer *out)
 int cm_cmd_decode(const void *buf, size_t len, struct cm_cmd *out)
 {
     const uint8_t *p = buf;
-    if (len < CM_CMD_HDR || p[0] != CM_CMD_MAGIC || p[1] != CM_CMD_VERSION)
+    if (len < CM_CMD_HDR || p[0] != CM_CMD_MAGIC || p[1] < CM_CMD_VERSION)
         return -1;
     uint32_t plen = cm_be32(p + 4);
     if (plen > len - CM_CMD_HDR)
         return -1;
+    out->version = p[1];
     out->module = p[2];
     out->op = p[3];
     out->len = plen;

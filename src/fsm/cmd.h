@@ -3,7 +3,8 @@
  *
  *   offset size
  *   0      1    magic 0xC7
- *   1      1    format version (1)
+ *   1      1    format version: the lowest version of the formats (docs/formats.md, "Versions")
+ *                that applies this command correctly; 1 for every command of the first format
  *   2      1    module id
  *   3      1    op (module specific)
  *   4      4    payload length (big-endian)
@@ -24,7 +25,10 @@
 #include "../util/buf.h"
 
 #define CM_CMD_MAGIC 0xC7
-#define CM_CMD_VERSION 1
+#define CM_CMD_VERSION 1 /* the first format */
+/* The highest format version of commands and snapshot sections this binary applies and loads
+ * (the "cluster version" it can take part in). 2: nodes and copy sets (CubeFS v3.5.1). */
+#define CM_FORMAT_VERSION 2
 #define CM_CMD_HDR 32
 #define CM_CMD_MAX_PAYLOAD (64u << 20)
 
@@ -37,10 +41,12 @@ enum cm_module_id {
     CM_MOD_VOLUME = 6,
     CM_MOD_KV = 7,
     CM_MOD_NODE = 8,
-    CM_MOD_MAX = 9
+    CM_MOD_CLUSTER = 9,
+    CM_MOD_MAX = 10
 };
 
 struct cm_cmd {
+    uint8_t version; /* format version byte (0 encodes as CM_CMD_VERSION) */
     uint8_t module;
     uint8_t op;
     uint64_t node_id;
@@ -52,7 +58,8 @@ struct cm_cmd {
 
 /* Encode into a raft_malloc'd buffer whose length is a multiple of 8. Returns 0 or -1. */
 int cm_cmd_encode(const struct cm_cmd *cmd, struct raft_buffer *out);
-/* Decode; payload points into `buf`. Returns 0, or -1 when malformed. */
+/* Decode; payload points into `buf`. Returns 0, or -1 when malformed. A version above
+ * CM_FORMAT_VERSION decodes (the state machine refuses to apply it, see fsm.h). */
 int cm_cmd_decode(const void *buf, size_t len, struct cm_cmd *out);
 
 #endif

@@ -19,6 +19,7 @@ extern const struct cm_module cm_mod_service;
 extern const struct cm_module cm_mod_volume;
 extern const struct cm_module cm_mod_kv;
 extern const struct cm_module cm_mod_node;
+extern const struct cm_module cm_mod_cluster;
 
 /* Indexed by module id; NULL slots are ids not in use. One per line, for merges. */
 /* clang-format off */
@@ -31,6 +32,7 @@ static const struct cm_module *const modules[CM_MOD_MAX] = {
     [CM_MOD_VOLUME] = &cm_mod_volume,
     [CM_MOD_KV] = &cm_mod_kv,
     [CM_MOD_NODE] = &cm_mod_node,
+    [CM_MOD_CLUSTER] = &cm_mod_cluster,
 };
 /* clang-format on */
 
@@ -39,6 +41,12 @@ static const char snap_magic[8] = {'C', 'M', 'S', 'N', 'A', 'P', '0', '1'};
 const struct cm_module *cm_fsm_module(unsigned id)
 {
     return id < CM_MOD_MAX ? modules[id] : NULL;
+}
+
+uint8_t cm_fsm_cmd_version(const struct cm_cmd *c)
+{
+    const struct cm_module *m = cm_fsm_module(c->module);
+    return m && m->cmd_version ? m->cmd_version(c) : CM_CMD_VERSION;
 }
 
 void cm_result_release(struct cm_result *res)
@@ -83,10 +91,26 @@ void cm_fsm_apply_buf(struct cm_fsm *fsm, const void *buf, size_t len)
 {
     struct cm_cmd cmd;
     struct cm_result res = {0};
+    if (fsm->blocked_need) {
+        fsm->n_blocked++;
+        return;
+    }
     if (cm_cmd_decode(buf, len, &cmd) != 0) {
         fsm->n_rejected++;
         CM_ERROR("fsm", "skipping a log entry that is not a command of this format (%zu bytes)",
                  len);
+        return;
+    }
+    if (cmd.version > CM_FORMAT_VERSION) {
+        /* written by a newer release once the whole cluster ran it: applying it, or skipping
+         * it, would make this node's state differ from the others' */
+        fsm->blocked_need = cmd.version;
+        fsm->n_blocked++;
+        CM_ERROR("fsm",
+                 "stopped applying: a log entry needs format version %u and this binary applies "
+                 "up to %u (the cluster was upgraded); restart this node on a release that "
+                 "supports format %u, it then applies the log from its last snapshot",
+                 cmd.version, CM_FORMAT_VERSION, cmd.version);
         return;
     }
     const struct cm_module *m = cm_fsm_module(cmd.module);
@@ -194,9 +218,45 @@ int cm_fsm_snap_check(const void *buf, size_t len, uint32_t *crc_out, char *err,
     return 0;
 }
 
+/* Before decoding anything: a stream of a cluster whose version is above ours, or with a
+ * section this binary does not know, is refused with the reason an operator can act on. */
+static int check_versions(const void *buf, size_t len, char *err, size_t errlen)
+{
+    struct cm_dec d;
+    cm_dec_init(&d, (const uint8_t *)buf + sizeof snap_magic, len - sizeof snap_magic - 4);
+    uint32_t n = cm_get_u32(&d);
+    for (uint32_t s = 0; s < n && !d.err; s++) {
+        uint8_t id = cm_get_u8(&d);
+        uint64_t slen = cm_get_u64(&d);
+        if (d.err || slen > cm_dec_left(&d))
+            return 0; /* malformed: the full decode says so */
+        if (id == CM_MOD_CLUSTER && slen >= 4) {
+            uint32_t v = cm_be32(d.p);
+            if (v > CM_FORMAT_VERSION) {
+                snprintf(err, errlen,
+                         "the snapshot is of a cluster at version %u and this binary reads up to "
+                         "version %u: run a release that supports version %u",
+                         v, CM_FORMAT_VERSION, v);
+                return -1;
+            }
+        }
+        if (id >= CM_MOD_MAX || modules[id] == NULL) {
+            snprintf(err, errlen,
+                     "the snapshot has a section (module %u) that this binary does not know: it "
+                     "was written by a later release (this binary reads format version %u)",
+                     id, CM_FORMAT_VERSION);
+            return -1;
+        }
+        d.p += slen;
+    }
+    return 0;
+}
+
 int cm_fsm_restore(struct cm_fsm *fsm, const void *buf, size_t len, char *err, size_t errlen)
 {
     if (cm_fsm_snap_check(buf, len, NULL, err, errlen) != 0)
+        return -1;
+    if (check_versions(buf, len, err, errlen) != 0)
         return -1;
     void *fresh[CM_MOD_MAX];
     create_all(fsm, fresh);

@@ -50,6 +50,8 @@ struct cm_module {
     int (*snap_load)(struct cm_fsm *fsm, void *state, struct cm_dec *d, char *err, size_t errlen);
     /* Optional: rebuild derived indexes after every section was loaded. */
     void (*after_load)(struct cm_fsm *fsm, void *state);
+    /* Optional: the format version a command needs (its header byte); 1 when absent. */
+    uint8_t (*cmd_version)(const struct cm_cmd *cmd);
 };
 
 /* Callback to observe every applied command (the node completes client requests with it). */
@@ -66,6 +68,11 @@ struct cm_fsm {
     uint64_t n_applied;
     uint64_t n_rejected; /* entries that were invalid at apply time (logged no-ops) */
     int64_t last_ts_ns;  /* proposer time of the last applied command */
+    /* Set when an entry of a format above CM_FORMAT_VERSION was met: the version it needs.
+     * From then on nothing is applied (never a partial apply); the node reports it, takes no
+     * snapshot, and applies the whole log again once restarted on a binary that reads it. */
+    unsigned blocked_need;
+    uint64_t n_blocked; /* entries not applied since */
 };
 
 struct cm_fsm *cm_fsm_new(const struct cm_config *cfg, uint64_t self_id);
@@ -78,6 +85,8 @@ void cm_fsm_apply_buf(struct cm_fsm *fsm, const void *buf, size_t len);
 int cm_fsm_apply_cmd(struct cm_fsm *fsm, const struct cm_cmd *c);
 
 const struct cm_module *cm_fsm_module(unsigned id);
+/* The format version byte `c` must carry (the module's cmd_version, else 1). */
+uint8_t cm_fsm_cmd_version(const struct cm_cmd *c);
 
 /* Snapshot stream (docs/formats.md): magic "CMSNAP01", section count, sections
  * {u8 module, u64 length, bytes}, then a CRC-32 of everything before it. */

@@ -1256,8 +1256,29 @@ static int disk_snap_load(struct cm_fsm *fsm, void *state, struct cm_dec *d, cha
     return d->err ? -1 : 0;
 }
 
+/* An add that names a node (the suffix of cm_disk_enc_add_node) is of format 2; every other
+ * disk command of format 1. */
+static uint8_t disk_cmd_version(const struct cm_cmd *cmd)
+{
+    if (cmd->op != CM_DISK_OP_ADD)
+        return CM_CMD_VERSION;
+    struct cm_dec d;
+    size_t n;
+    cm_dec_init(&d, cmd->payload, cmd->len);
+    cm_get_u32(&d), cm_get_u32(&d);
+    for (int i = 0; i < 4; i++)
+        cm_get_bytes(&d, &n);
+    cm_get_u8(&d), cm_get_u8(&d);
+    cm_get_bytes(&d, &n), cm_get_bytes(&d, &n);
+    for (int i = 0; i < 4; i++)
+        cm_get_i64(&d);
+    cm_get_u32(&d), cm_get_u64(&d);
+    return !d.err && cm_dec_left(&d) > 0 ? 2 : CM_CMD_VERSION;
+}
+
 const struct cm_module cm_mod_disk = {
     .id = CM_MOD_DISK,
+    .cmd_version = disk_cmd_version,
     .name = "disk",
     .create = disk_create,
     .destroy = disk_destroy,

@@ -746,6 +746,13 @@ static int node_snap_load(struct cm_fsm *fsm, void *state, struct cm_dec *d, cha
     return 0;
 }
 
+/* Every node command is of format 2 (CubeFS v3.5.1's nodes and copy sets). */
+static uint8_t node_cmd_version(const struct cm_cmd *cmd)
+{
+    (void)cmd;
+    return 2;
+}
+
 const struct cm_module cm_mod_node = {
     .id = CM_MOD_NODE,
     .name = "node",
@@ -757,6 +764,7 @@ const struct cm_module cm_mod_node = {
     .snap_drop = cm_snap_drop_encoded,
     .snap_skip = node_snap_skip,
     .snap_load = node_snap_load,
+    .cmd_version = node_cmd_version,
 };
 
 /* ------------------------------------------------------------------------------------------ */

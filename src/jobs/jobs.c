@@ -6,12 +6,14 @@
 #include "../ops/ops.h"
 #include "../raft/node.h"
 
-void cm_disk_jobs_init(struct cm_node *n);   /* disk_jobs.c */
-void cm_volume_jobs_init(struct cm_node *n); /* volume_jobs.c */
+void cm_disk_jobs_init(struct cm_node *n);    /* disk_jobs.c */
+void cm_volume_jobs_init(struct cm_node *n);  /* volume_jobs.c */
+void cm_version_jobs_init(struct cm_node *n); /* version_jobs.c */
 
 void cm_jobs_init(struct cm_node *n)
 {
     cm_ops_init(n); /* latency timing, service-manager notifications, ops metrics */
     cm_disk_jobs_init(n);
     cm_volume_jobs_init(n);
+    cm_version_jobs_init(n);
 }

@@ -26,6 +26,7 @@
 #include <uv.h>
 
 #include "../client/httpc.h"
+#include "../fsm/mod_cluster.h"
 #include "../fsm/mod_members.h"
 #include "../http/errors.h"
 #include "../http/router.h"
@@ -152,6 +153,7 @@ struct cm_node {
     uint64_t snap_start_ms;
     uint64_t last_snap_ms;
     uint64_t last_snap_dur_ms;
+    bool snap_forced; /* the cluster version moved: snapshot now (see on_applied) */
     uint64_t snap_index;
 
     struct cm_node_stats stats;
@@ -493,11 +495,22 @@ static struct pending *propose(struct cm_node *n, uint8_t module, uint8_t op,
         .payload = (const uint8_t *)payload->data,
         .len = payload->len,
     };
+    c.version = cm_fsm_cmd_version(&c);
     struct pending *p = cm_calloc(1, sizeof *p);
     p->req_id = c.req_id;
     p->deadline_ms = cm_mono_ms() + n->cfg->propose_timeout_ms;
     struct raft_buffer rb;
-    int rc = cm_cmd_encode(&c, &rb);
+    int rc;
+    if (c.version > cm_cluster_version(n->fsm) && c.module != CM_MOD_CLUSTER) {
+        /* the routes refuse such requests with a message first; this is the backstop that
+         * keeps a command of a later format out of the log of a cluster not yet there */
+        CM_ERROR("raft",
+                 "not proposing a command of format %u (module %u op %u): the cluster runs "
+                 "version %u",
+                 c.version, c.module, c.op, cm_cluster_version(n->fsm));
+        rc = -1;
+    } else
+        rc = cm_cmd_encode(&c, &rb);
     cm_buf_free(payload);
     cm_map_put(&n->pending, p->req_id, p);
     p->fprev = n->pf_tail;
@@ -507,7 +520,8 @@ static struct pending *propose(struct cm_node *n, uint8_t module, uint8_t op,
         n->pf_head = p;
     n->pf_tail = p;
     if (rc != 0) {
-        CM_ERROR("raft", "cannot encode a command of %zu bytes", c.len);
+        if (c.version <= cm_cluster_version(n->fsm))
+            CM_ERROR("raft", "cannot encode a command of %zu bytes", c.len);
         p->index = 0;
         return p; /* resolved as failed by the caller */
     }
@@ -601,6 +615,13 @@ static void on_applied(void *arg, const struct cm_cmd *cmd, struct cm_result *re
 {
     struct cm_node *n = arg;
     uint64_t index = n->raft.last_applied + 1; /* raft sets last_applied after apply returns */
+    if (cmd->module == CM_MOD_CLUSTER && res->code == 0) {
+        /* Snapshot right away: from then on this data directory holds a snapshot with the
+         * cluster section, which every earlier release refuses to start from, instead of a log
+         * whose later entries it would skip. raft checks the threshold after this apply. */
+        n->snap_forced = true;
+        raft_set_snapshot_threshold(&n->raft, 1);
+    }
     if (cmd->node_id == n->cfg->node_id) {
         struct pending *p = cm_map_get(&n->pending, cmd->req_id);
         if (p)
@@ -818,8 +839,8 @@ static void read_index_done(struct cm_httpc_req *r)
 }
 
 /* Node-to-node requests carry a token like any client's when auth is on. */
-static void add_internal_headers(struct cm_node *n, struct cm_httpc_req *r, const char *path,
-                                 const char *query)
+void cm_node_internal_headers(struct cm_node *n, struct cm_httpc_req *r, const char *path,
+                              const char *query)
 {
     cm_httpc_req_header(r, "X-Clustermgr-Internal: 1");
     if (n->cfg->auth_enable) {
@@ -850,7 +871,7 @@ static void start_read_index(struct cm_node *n)
     char url[512];
     snprintf(url, sizeof url, "%s%s/internal/readindex", n->cfg->node_protocol, addr);
     struct cm_httpc_req *r = cm_httpc_req_new("GET", url);
-    add_internal_headers(n, r, "/internal/readindex", "");
+    cm_node_internal_headers(n, r, "/internal/readindex", "");
     r->timeout_ms = (long)n->cfg->propose_timeout_ms;
     r->done = read_index_done;
     r->data = n;
@@ -1108,6 +1129,13 @@ static void wait_log(struct cm_node *n)
 
 bool cm_node_ready(struct cm_node *n, char *why, size_t whylen)
 {
+    if (n->fsm->blocked_need) {
+        snprintf(why, whylen,
+                 "stopped applying: the log needs format version %u, this binary applies up to "
+                 "%u; restart it on a release that supports version %u",
+                 n->fsm->blocked_need, CM_FORMAT_VERSION, n->fsm->blocked_need);
+        return false;
+    }
     if (n->removed) {
         snprintf(why, whylen, "removed from the cluster");
         return false;
@@ -1180,7 +1208,7 @@ static void probe_removal(struct cm_node *n)
         struct cm_httpc_req *r = cm_httpc_req_new("GET", url);
         char q[40];
         snprintf(q, sizeof q, "id=%llu", (unsigned long long)n->cfg->node_id);
-        add_internal_headers(n, r, "/internal/member", q);
+        cm_node_internal_headers(n, r, "/internal/member", q);
         r->timeout_ms = 2000;
         r->done = probe_done;
         r->data = n;
@@ -1538,7 +1566,9 @@ static int fsm_snapshot(struct raft_fsm *f, struct raft_buffer *bufs[], unsigned
     uint64_t min_gap = n->cfg->snapshot_min_interval_ms;
     if (n->last_snap_dur_ms * 20 > min_gap)
         min_gap = n->last_snap_dur_ms * 20;
-    if (n->last_snap_ms && now - n->last_snap_ms < min_gap)
+    if (n->fsm->blocked_need) /* the state lags the log: a snapshot would lose entries */
+        return RAFT_BUSY;
+    if (n->last_snap_ms && now - n->last_snap_ms < min_gap && !n->snap_forced)
         return RAFT_BUSY;
     if (n->snap_taken != NULL)
         return RAFT_BUSY;
@@ -1590,6 +1620,10 @@ static int fsm_snapshot_finalize(struct raft_fsm *f, struct raft_buffer *bufs[],
     n->last_snap_ms = now;
     n->last_snap_dur_ms = now - n->snap_start_ms;
     n->stats.snapshots_taken++;
+    if (n->snap_forced) {
+        n->snap_forced = false;
+        raft_set_snapshot_threshold(&n->raft, n->cfg->snapshot_threshold);
+    }
     CM_INFO("snapshot", "took a snapshot at index %llu: %zu bytes in %llu ms",
             (unsigned long long)n->snap_index, bytes, (unsigned long long)n->last_snap_dur_ms);
     return 0;

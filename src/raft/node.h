@@ -94,6 +94,11 @@ void cm_node_transfer(struct cm_node *n, struct cm_job *j, uint64_t id);
 /* What this node knows about member `id` (GET /internal/member, used by removal probes). */
 struct json_object *cm_node_member_view(struct cm_node *n, uint64_t id);
 
+/* Mark an outgoing request as node-to-node (and sign it when auth is on). */
+struct cm_httpc_req;
+void cm_node_internal_headers(struct cm_node *n, struct cm_httpc_req *r, const char *path,
+                              const char *query);
+
 /* The raft_status object of /stat. */
 struct json_object *cm_node_raft_status(struct cm_node *n);
 /* leader_host of /stat: "" when unknown. */
@@ -147,6 +152,7 @@ enum cm_ext_slot {
     CM_EXT_METRICS,
     CM_EXT_AUTH,
     CM_EXT_OPS,
+    CM_EXT_VERSION,
     CM_EXT_MAX
 };
 void *cm_node_ext(struct cm_node *n, enum cm_ext_slot slot);
