@@ -1,10 +1,17 @@
 // The clustermgr dashboard: polls /dashboard/data every two seconds and renders it. Task switch
 // toggles write through POST /config/set (a follower forwards it to the leader).
+//
+// Switch values come in two spellings: "true"/"false" (CubeFS v3.2 and later) and
+// "Enable"/"Disable" (the 2022 release); which one a cluster stores is its task_switch_format
+// (docs/compatibility.md). The page reads either, writes in the spelling the switch has (the
+// server turns it into the configured one anyway) and then shows what the server stored.
 "use strict";
 
 const REFRESH_MS = 2000;
 const SWITCHES = ["disk_repair", "balance", "disk_drop", "blob_delete", "shard_repair",
-  "vol_inspect"];
+  "vol_inspect", "volume_inspect", "data_inspect"];
+// other names of the same switch, shown next to it
+const ALIASES = { vol_inspect: "volume_inspect", volume_inspect: "vol_inspect" };
 const DISK_STATES = [["available", "ok"], ["readonly", "warn"], ["expired", "warn"],
   ["broken", "bad"], ["repairing", "warn"], ["repaired", ""], ["dropping", "warn"],
   ["dropped", ""]];
@@ -145,23 +152,40 @@ function renderVolumes(vs) {
   if (!total) box.append(el("p", { class: "note" }, "No volumes yet."));
 }
 
+const switchOn = (v) => typeof v === "string" && /^(true|enable)$/i.test(v);
+const spelled2022 = (v) => typeof v === "string" && /^(enable|disable)$/i.test(v);
+
+// The switches the node reports, in a fixed order (a name both of whose spellings are reported
+// is shown once, under the first).
+function switchKeys(sw) {
+  const keys = [...SWITCHES.filter((k) => k in sw), ...Object.keys(sw).filter((k) => !SWITCHES.includes(k))];
+  return keys.filter((k) => !(ALIASES[k] && keys.indexOf(ALIASES[k]) !== -1 &&
+    keys.indexOf(ALIASES[k]) < keys.indexOf(k)));
+}
+
 function renderSwitches(sw) {
   const box = $("switches");
-  if (!box.childElementCount) {
-    for (const k of SWITCHES) {
+  const keys = switchKeys(sw || {});
+  if (box.dataset.keys !== keys.join(",")) {
+    box.replaceChildren();
+    box.dataset.keys = keys.join(",");
+    for (const k of keys) {
       const input = el("input", { type: "checkbox", "data-key": k, id: "switch-" + k });
       input.addEventListener("change", () => toggle(k, input));
-      box.append(el("div", { class: "switch-row" }, el("code", {}, k),
+      const name = el("code", {}, k);
+      if (ALIASES[k]) name.title = "also read as " + ALIASES[k];
+      box.append(el("div", { class: "switch-row" }, name,
+        ALIASES[k] ? el("span", { class: "muted" }, " = " + ALIASES[k]) : "",
         el("span", { class: "spacer" }),
         el("span", { class: "state", id: "state-" + k }),
         el("label", { class: "toggle" }, input, el("span", { class: "knob" }))));
     }
   }
-  for (const k of SWITCHES) {
+  for (const k of keys) {
     if (busy.has(k)) continue;
     const v = sw[k];
     const input = $("switch-" + k);
-    input.checked = v === "Enable";
+    input.checked = switchOn(v);
     input.dataset.value = v == null ? "" : v;
     text("state-" + k, v == null ? "unset" : v);
   }
@@ -244,7 +268,8 @@ refresh();
 }
 
 async function toggle(key, input) {
-  const value = input.checked ? "Enable" : "Disable";
+  const value = spelled2022(input.dataset.value) ? (input.checked ? "Enable" : "Disable")
+    : (input.checked ? "true" : "false");
   busy.add(key);
   input.disabled = true;
   text("state-" + key, "…");
@@ -255,9 +280,16 @@ async function toggle(key, input) {
       body: JSON.stringify({ key, value }),
     });
     if (!r.ok) throw new Error(`${r.status} ${(await r.text()).slice(0, 200)}`);
-    msg.textContent = `${key} set to ${value}`;
-    text("state-" + key, value);
-    input.dataset.value = value;
+    // the value as stored, in the cluster's spelling
+    let stored = value;
+    try {
+      const g = await authFetch("/config/get?key=" + encodeURIComponent(key), { cache: "no-store" });
+      if (g.ok) stored = await g.json();
+    } catch (e) { /* keep what was sent */ }
+    msg.textContent = `${key} set to ${stored}`;
+    text("state-" + key, stored);
+    input.dataset.value = stored;
+    input.checked = switchOn(stored);
   } catch (e) {
     input.checked = !input.checked;
     msg.textContent = `setting ${key} failed: ${e.message}`;
