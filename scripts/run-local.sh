@@ -6,7 +6,9 @@
 #
 # Node ids 1, 2, 3; HTTP on 127.0.0.1:9998, 9999, 10000; raft on 127.0.0.1:10110, 10111, 10112.
 # Once there is a leader, a simulated blobnode fleet (build/blobnode-sim: 3 hosts x 6 disks in
-# idc z0, hosts on 127.0.0.1:18000-18002) registers and heartbeats, so /stat shows real numbers.
+# idc z0, hosts on 127.0.0.1:18000-18002) speaking the protocol of current CubeFS blobnodes
+# (v3.5.1-v3.5.3) registers as BLOBNODE services, as nodes (/node/add) and their disks, then
+# heartbeats, so /stat and /topo/info show real numbers. A restart keeps the node ids.
 # Configs, logs and data live under run/local/ in the checkout (git-ignored).
 set -eu
 cd "$(dirname "$0")/.."
@@ -67,23 +69,54 @@ if [ -z "$leader" ]; then
     stop
 fi
 
-./build/blobnode-sim --cm 127.0.0.1:9998,127.0.0.1:9999,127.0.0.1:10000 --hosts 3 --disks 6 \
-    --idc z0 --port-base 18000 --interval 5 >>"$RUN/blobnode-sim.log" 2>&1 &
+./build/blobnode-sim --generation current --cm 127.0.0.1:9998,127.0.0.1:9999,127.0.0.1:10000 \
+    --hosts 3 --disks 6 --idc z0 --port-base 18000 --interval 5 >>"$RUN/blobnode-sim.log" 2>&1 &
 SIM_PID=$!
+
+# wait until the fleet registered its nodes and disks (a host stops on an answer that makes a
+# real blobnode exit; when all did, the simulator exits)
+echo "waiting for the blobnode fleet to register..."
+fleet="registering (see $RUN/blobnode-sim.log)"
+i=0
+while [ $i -lt 150 ]; do
+    if ! kill -0 "$SIM_PID" 2>/dev/null; then
+        fleet="STOPPED: every simulated blobnode exited; see $RUN/blobnode-sim.log:"
+        tail -n 5 "$RUN/blobnode-sim.log"
+        SIM_PID=""
+        break
+    fi
+    # "<disks registered> <hosts stopped>"
+    n=$(curl -s --max-time 1 http://127.0.0.1:18000/sim/stats 2>/dev/null |
+        /usr/bin/python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["registered"], s["hosts_stopped"])' \
+            2>/dev/null || true)
+    if [ "$n" = "18 0" ]; then
+        fleet="3 blobnode nodes and 18 disks registered"
+        break
+    fi
+    if [ -n "$n" ] && [ "${n#* }" != 0 ]; then
+        fleet="${n#* } of 3 simulated blobnodes STOPPED; see $RUN/blobnode-sim.log"
+        break
+    fi
+    sleep 0.1
+    i=$((i + 1))
+done
 
 cat <<EOT
 
 clustermgr is running: 3 nodes, leader at $leader
   nodes:  http://127.0.0.1:9998  http://127.0.0.1:9999  http://127.0.0.1:10000
-  fleet:  3 simulated blobnodes x 6 disks on http://127.0.0.1:18000-18002, heartbeat every 5 s
+  fleet:  3 simulated CubeFS v3.5 blobnodes x 6 disks on http://127.0.0.1:18000-18002,
+          heartbeat every 5 s: $fleet
   logs:   $RUN/node1.log ... node3.log, $RUN/blobnode-sim.log
 
 Try:
+  curl -s http://127.0.0.1:9998/topo/info
   curl -s http://127.0.0.1:9998/stat
   curl -s -XPOST http://127.0.0.1:9999/config/set -d '{"key":"balance","value":"Enable"}'
   curl -s http://127.0.0.1:10000/config/get?key=balance
   curl -s 'http://127.0.0.1:9999/disk/list?count=3'
   curl -s http://127.0.0.1:18000/sim/stats
+  curl -s http://127.0.0.1:18000/sim/hosts
 
 Press Ctrl-C to stop the cluster.
 EOT

@@ -322,6 +322,15 @@ static bool due(struct client *cl, struct shost *h, uint64_t now)
            (cl->s->generation == GEN_CURRENT && now >= cur_next_due(h));
 }
 
+/* What /sim/hosts shows of a host, for the servers' threads. */
+static void publish(struct shost *h)
+{
+    atomic_store(&h->shown_phase, h->phase);
+    atomic_store(&h->shown_node_id, h->node_id);
+    atomic_store(&h->shown_inspect, h->data_inspect);
+    atomic_store(&h->shown_svc_ok, h->phase != PH_SERVICE && !h->svc_failing);
+}
+
 static void enqueue(struct client *cl, struct shost *h)
 {
     h->queued = true;
@@ -342,6 +351,7 @@ static void dispatch(struct client *cl, uint64_t now)
             cl->rq_tail = NULL;
         h->queued = false;
         step(cl, h, now);
+        publish(h); /* a step may change the phase without a request */
     }
 }
 
@@ -744,10 +754,7 @@ int sim_client_run(struct sim *s)
             curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
             complete(&cl, r, m->data.result);
             struct shost *h = r->h;
-            atomic_store(&h->shown_phase, h->phase);
-            atomic_store(&h->shown_node_id, h->node_id);
-            atomic_store(&h->shown_inspect, h->data_inspect);
-            atomic_store(&h->shown_svc_ok, h->phase != PH_SERVICE && !h->svc_failing);
+            publish(h);
             req_free(&cl, r);
             if (due(&cl, h, cm_mono_ms()))
                 enqueue(&cl, h);

@@ -453,8 +453,8 @@ int main(int argc, char **argv)
         if (s->generation == GEN_CURRENT)
             fprintf(stderr,
                     "; current blobnode protocol (v3.5.1-v3.5.3): service heartbeat every "
-                    "%.3g s, chunk report every %.3g s, chunk check every %.3g s, switch poll "
-                    "every %.3g s%s",
+                    "%.6g s, chunk report every %.6g s, chunk check every %.6g s, switch poll "
+                    "every %.6g s%s",
                     s->svc_interval_ms / 1000.0, s->report_interval_ms / 1000.0,
                     s->gc_interval_ms / 1000.0, s->switch_interval_ms / 1000.0,
                     s->re_add_disk ? ", re_add_disk" : "");
