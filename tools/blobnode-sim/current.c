@@ -266,12 +266,12 @@ static bool gc_step(struct client *cl, struct shost *h, uint64_t now)
         sim_start_raw(cl, h, K_VOLUME_GET, "GET", path, NULL, 0, NULL)->disk = it->disk;
         return true;
     }
-    /* the disks in service: writable, or dropped (a dropped disk is checked until it is
-     * clean) */
+    /* the disks in service: writable, broken until clustermgr repairs them, or dropped until
+     * they are clean */
     pthread_mutex_lock(&s->mu);
     while (h->gc_disk < h->n_disks) {
         struct sdisk *d = &h->disks[h->gc_disk];
-        if (d->id && (d->active || d->status == 5))
+        if (d->id && (d->active || d->status == 2 || d->status == 5))
             break;
         h->gc_disk++;
     }
