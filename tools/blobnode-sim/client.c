@@ -364,6 +364,17 @@ static bool retryable(CURLcode rc, long status)
            status == 504 || status == 906 || status == 907 || status == 908;
 }
 
+/* An answer the simulator retries but a current blobnode's start does not survive: a status
+ * the Go client does not retry, to a request whose failure is fatal at start. */
+static bool fatal_at_start(struct sim *s, struct req *r, CURLcode rc, long status)
+{
+    if (s->generation != GEN_CURRENT || rc != CURLE_OK || status == 0 || status == 500 ||
+        status == 502 || status == 504 || status == 908)
+        return false;
+    return r->kind == K_SVC_REGISTER || r->kind == K_NODE_ADD || r->kind == K_LIST ||
+           r->kind == K_ALLOC || (r->kind == K_ADD && s->re_add_disk);
+}
+
 struct json_object *sim_parse(struct req *r)
 {
     char err[128];
@@ -519,8 +530,15 @@ static void complete(struct client *cl, struct req *r, CURLcode rc)
     if (retryable(rc, status)) {
         if (r->kind == K_HEARTBEAT)
             atomic_fetch_add(&s->c.hb_err, 1);
-        logf_limited(cl, "request to %s failed (status %ld); trying the next clustermgr node",
-                     s->cms[h->cm], rc != CURLE_OK ? -(long)rc : status);
+        if (fatal_at_start(s, r, rc, status))
+            sim_log_limited(cl,
+                            "request to %s answered %ld at start; a real blobnode exits on that "
+                            "(the Go client retries only 500, 502, 504 and 908), the simulator "
+                            "tries the next clustermgr node",
+                            s->cms[h->cm], status);
+        else
+            logf_limited(cl, "request to %s failed (status %ld); trying the next clustermgr node",
+                         s->cms[h->cm], rc != CURLE_OK ? -(long)rc : status);
         h->cm = (h->cm + 1) % s->n_cms;
         atomic_fetch_add(&s->c.failovers, 1);
         h->next_ms = now + (status == 907 || rc != CURLE_OK ? 200 : 50);
