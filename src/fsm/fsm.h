@@ -50,6 +50,9 @@ struct cm_module {
     int (*snap_load)(struct cm_fsm *fsm, void *state, struct cm_dec *d, char *err, size_t errlen);
     /* Optional: rebuild derived indexes after every section was loaded. */
     void (*after_load)(struct cm_fsm *fsm, void *state);
+    /* Optional: the cluster version moved from `from` to `to` (applied at one log index on
+     * every node): convert what the later format keeps differently. */
+    void (*on_version)(struct cm_fsm *fsm, void *state, unsigned from, unsigned to);
     /* Optional: the format version a command needs (its header byte); 1 when absent. */
     uint8_t (*cmd_version)(const struct cm_cmd *cmd);
 };

@@ -43,7 +43,6 @@ static void cluster_destroy(void *state)
 static void cluster_apply(struct cm_fsm *fsm, void *state, const struct cm_cmd *cmd,
                           struct cm_result *res)
 {
-    (void)fsm;
     struct cluster_state *st = state;
     struct cm_dec d;
     cm_dec_init(&d, cmd->payload, cmd->len);
@@ -60,7 +59,14 @@ static void cluster_apply(struct cm_fsm *fsm, void *state, const struct cm_cmd *
                 "cluster version %u -> %u: commands and snapshot sections of format "
                 "%u are in use from here on",
                 st->version, v, v);
+        unsigned from = st->version;
         st->version = v;
+        /* every module converts what the new format keeps differently, at this index */
+        for (unsigned i = 0; i < CM_MOD_MAX; i++) {
+            const struct cm_module *m = cm_fsm_module(i);
+            if (m && m->on_version)
+                m->on_version(fsm, fsm->mods[i], from, v);
+        }
     }
     res->v[0] = st->version;
 }

@@ -1,5 +1,6 @@
 /* KV module; see mod_kv.h. */
 #include "mod_kv.h"
+#include "mod_cluster.h"
 
 #include <bsd/sys/tree.h>
 #include <stdatomic.h>
@@ -189,7 +190,8 @@ void cm_kv_store_set(struct cm_fsm *fsm, const char *key, size_t klen, const voi
 {
     struct kv_state *s = fsm->mods[CM_MOD_KV];
     put(s, item_new(key, klen, val, vlen));
-    const char *alias = alias_of(key, klen);
+    /* the first format wrote the key alone */
+    const char *alias = cm_cluster_version(fsm) >= 2 ? alias_of(key, klen) : NULL;
     if (alias)
         put(s, item_new(alias, strlen(alias), val, vlen));
 }
@@ -198,7 +200,7 @@ void cm_kv_store_delete(struct cm_fsm *fsm, const char *key, size_t klen)
 {
     struct kv_state *s = fsm->mods[CM_MOD_KV];
     del(s, key, klen);
-    const char *alias = alias_of(key, klen);
+    const char *alias = cm_cluster_version(fsm) >= 2 ? alias_of(key, klen) : NULL;
     if (alias)
         del(s, alias, strlen(alias));
 }

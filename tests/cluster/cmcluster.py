@@ -92,6 +92,7 @@ class Cluster:
         self.base = pick_ports(self.max_nodes)
         self.dir = workdir or tempfile.mkdtemp(prefix="cmtest-")
         self.binary = binary or BINARY
+        self.binaries = {}  # node -> the binary it starts with, when not self.binary
         self.procs = {}
         self.logs = {}
         self.args = Args(nodes=self.max_nodes, voters=voters or nodes, http_base=self.base,
@@ -128,7 +129,8 @@ class Cluster:
         assert i not in self.procs or self.procs[i].poll() is not None, f"node {i} already runs"
         log = open(os.path.join(self.dir, f"node{i}.log"), "ab")
         self.logs[i] = log
-        self.procs[i] = subprocess.Popen([self.binary, "-f", self.config_path(i)], stdout=log,
+        binary = self.binaries.get(i, self.binary)
+        self.procs[i] = subprocess.Popen([binary, "-f", self.config_path(i)], stdout=log,
                                          stderr=subprocess.STDOUT)
         if wait:
             self.wait_http(i)
@@ -140,8 +142,20 @@ class Cluster:
         for i in range(1, self.n + 1):
             self.wait_http(i)
         if wait_leader:
-            self.wait_leader()
+            self.wait_version(self.wait_leader())
         return self
+
+    def wait_version(self, i, timeout=20):
+        """A new cluster starts at cluster version 1 and its leader raises it within a second or
+        two, once it heard from every member; tests start from the raised version. (A binary
+        without cluster versions has no cluster_version in /stat.)"""
+        end = time.time() + timeout
+        while time.time() < end:
+            st = self.stat(i)
+            if st.get("cluster_version", 0) == 0 or st["cluster_version"] >= 2:
+                return st.get("cluster_version")
+            time.sleep(0.05)
+        raise TimeoutError(f"cluster version not raised: {self.log_tail(i)}")
 
     def wait_http(self, i, timeout=20):
         end = time.time() + timeout

@@ -6,6 +6,7 @@
 #include <zlib.h>
 
 #include "../../src/fsm/fsm.h"
+#include "../../src/fsm/mod_cluster.h"
 #include "../../src/fsm/mod_config.h"
 #include "../../src/fsm/mod_kv.h"
 #include "../../src/fsm/mod_service.h"
@@ -34,6 +35,31 @@ static struct cm_fsm *new_fsm(void)
     struct cm_fsm *fsm = cm_fsm_new(&cfg, 1);
     fsm->on_applied = record;
     fsm->on_applied_arg = &alog;
+    return fsm;
+}
+
+/* Raise the cluster version to 2, where the config store is the KV store (format 1 keeps
+ * config values apart; tests of format 1 are in test_version.c and the upgrade test). */
+static void raise_to_v2(struct cm_fsm *fsm)
+{
+    struct cm_buf b = {0};
+    cm_cluster_enc_set_version(&b, 2);
+    struct cm_cmd c = {.version = 2,
+                       .module = CM_MOD_CLUSTER,
+                       .op = CM_CLUSTER_OP_SET_VERSION,
+                       .node_id = 1,
+                       .req_id = 424242,
+                       .payload = (const uint8_t *)b.data,
+                       .len = b.len};
+    assert_int_equal(cm_fsm_apply_cmd(fsm, &c), 0);
+    cm_buf_free(&b);
+    assert_int_equal(cm_cluster_version(fsm), 2);
+}
+
+static struct cm_fsm *new_fsm_v2(void)
+{
+    struct cm_fsm *fsm = new_fsm();
+    raise_to_v2(fsm);
     return fsm;
 }
 
@@ -479,7 +505,7 @@ static const char *kv_str(struct cm_fsm *fsm, const char *k)
 static void test_config_and_kv_are_one_store(void **state)
 {
     (void)state;
-    struct cm_fsm *fsm = new_fsm();
+    struct cm_fsm *fsm = new_fsm_v2();
     /* a config write is a KV entry holding the raw bytes of the string */
     assert_int_equal(cfg_set(fsm, "k1", "v1"), 0);
     assert_string_equal(kv_str(fsm, "k1"), "v1");
@@ -539,7 +565,7 @@ static void test_config_and_kv_are_one_store(void **state)
 static void test_config_and_kv_agree_after_any_sequence(void **state)
 {
     (void)state;
-    struct cm_fsm *fsm = new_fsm();
+    struct cm_fsm *fsm = new_fsm_v2();
     static const char *const keys[] = {"a", "balance", "vol_inspect", "volume_inspect",
                                        "init_volume_num"};
     static const char *const vals[] = {"", "x", "Enable", "true", "0"};
@@ -586,7 +612,7 @@ static void test_config_and_kv_agree_after_any_sequence(void **state)
 static void test_config_list_and_strings(void **state)
 {
     (void)state;
-    struct cm_fsm *fsm = new_fsm();
+    struct cm_fsm *fsm = new_fsm_v2();
     kv_set(fsm, "aa", "1", 1);
     kv_set(fsm, "balance", "Enable", 6);
     kv_set(fsm, "bin",
@@ -657,20 +683,26 @@ static void test_config_snapshot_of_an_older_node(void **state)
     (void)state;
     static const char *const kv[] = {"balance", "from-kv", "gone",        "x",
                                      "keep",    "kv",      "vol_inspect", "old"};
-    static const char *const conf[] = {"\xff\xfe", "bad key", "balance", "Enable",
-                                       "cfg_only", "c",       "gone",    ""};
+    static const char *const conf[] = {"balance", "Enable", "cfg_only", "c",
+                                       "gone",    "",       "\xff\xfe", "bad key"};
     struct cm_buf legacy;
     /* keys of the config section must come sorted as an older node wrote them */
     char err[256];
-    struct cm_fsm *b = new_fsm();
+    struct cm_fsm *b = new_fsm_v2();
     static const char *const unsorted[] = {"b", "1", "a", "2"};
     legacy_snapshot(&legacy, kv, 4, unsorted, 2);
     assert_int_equal(cm_fsm_restore(b, legacy.data, legacy.len, err, sizeof err), -1);
     assert_non_null(strstr(err, "config keys are not in byte order"));
     cm_buf_free(&legacy);
 
-    legacy_snapshot(&legacy, kv + 0, 4, conf + 2, 3); /* the sorted valid entries */
+    legacy_snapshot(&legacy, kv + 0, 4, conf, 3); /* the valid entries */
     assert_int_equal(cm_fsm_restore(b, legacy.data, legacy.len, err, sizeof err), 0);
+    /* a stream of format 1 loads at cluster version 1: config values stay apart until the
+     * cluster version moves, then they go into the KV store */
+    assert_int_equal(cm_cluster_version(b), 1);
+    assert_null(kv_str(b, "cfg_only"));
+    assert_string_equal(cm_config_get(b, "cfg_only"), "c");
+    raise_to_v2(b);
     assert_string_equal(kv_str(b, "balance"), "Enable");
     assert_string_equal(kv_str(b, "cfg_only"), "c");
     assert_null(kv_str(b, "gone"));
@@ -680,16 +712,17 @@ static void test_config_snapshot_of_an_older_node(void **state)
     assert_string_equal(kv_str(b, "volume_inspect"), "old");
     cm_buf_free(&legacy);
     /* an entry the KV store cannot hold is dropped, the rest loads */
-    struct cm_fsm *d = new_fsm();
+    struct cm_fsm *d = new_fsm_v2();
     legacy_snapshot(&legacy, kv, 4, conf, 4);
     assert_int_equal(cm_fsm_restore(d, legacy.data, legacy.len, err, sizeof err), 0);
+    raise_to_v2(d);
     assert_string_equal(kv_str(d, "cfg_only"), "c");
     assert_int_equal((int)cm_kv_count(d), 5);
     cm_buf_free(&legacy);
 
     /* the state now snapshots with an empty config section, exactly as a state built by
      * commands does */
-    struct cm_fsm *c = new_fsm();
+    struct cm_fsm *c = new_fsm_v2();
     cfg_set(c, "vol_inspect", "old");
     kv_set(c, "keep", "kv", 2);
     cfg_set(c, "cfg_only", "c");
@@ -710,6 +743,7 @@ static void test_config_snapshot_of_an_older_node(void **state)
     static const char *const kv2[] = {"vol_inspect", "Disable", "volume_inspect", "true"};
     legacy_snapshot(&legacy, kv2, 2, NULL, 0);
     assert_int_equal(cm_fsm_restore(c, legacy.data, legacy.len, err, sizeof err), 0);
+    raise_to_v2(c);
     assert_string_equal(kv_str(c, "vol_inspect"), "true");
     assert_string_equal(kv_str(c, "volume_inspect"), "true");
     cm_buf_free(&legacy);

@@ -7,6 +7,7 @@
 
 #include "../../src/fsm/fsm.h"
 #include "../../src/fsm/mod_cluster.h"
+#include "../../src/fsm/mod_config.h"
 #include "../../src/fsm/mod_disk.h"
 #include "../../src/fsm/mod_kv.h"
 #include "../../src/fsm/mod_node.h"
@@ -199,6 +200,47 @@ static void test_later_snapshots_refused_with_the_reason(void **state)
     cm_fsm_free(fsm);
 }
 
+static void cfg_set(struct cm_fsm *fsm, const char *k, const char *v)
+{
+    struct cm_buf b = {0};
+    cm_config_enc_set(&b, k, v);
+    apply_v(fsm, 0, CM_MOD_CONFIG, CM_CONFIG_OP_SET, &b);
+}
+
+/* At cluster version 1 config values are kept apart from the KV store and a switch name is
+ * written alone, as format 1 does; the raise to 2 moves them into the one store. */
+static void test_config_store_by_version(void **state)
+{
+    (void)state;
+    struct cm_fsm *fsm = new_fsm();
+    cfg_set(fsm, "a", "1");
+    cfg_set(fsm, "b", "");
+    kv_set(fsm, 0, "vol_inspect", "Enable");
+    const char *v;
+    size_t n;
+    assert_false(cm_kv_get(fsm, "a", 1, &v, &n));
+    assert_string_equal(cm_config_get(fsm, "a"), "1");
+    assert_false(cm_kv_get(fsm, "volume_inspect", 14, &v, &n));
+    struct cm_buf s1 = {0};
+    cm_fsm_snapshot(fsm, &s1);
+    /* the config section holds both overrides, as the first releases write it */
+    static const uint8_t conf[] = {CM_MOD_CONFIG, 0, 0,   0, 0,   0, 0, 0, 8, 2, 1,
+                                   'a',           1, '1', 1, 'b', 0};
+    assert_non_null(memmem(s1.data, s1.len, conf, sizeof conf));
+    cm_buf_free(&s1);
+    set_version(fsm, 2);
+    assert_true(cm_kv_get(fsm, "a", 1, &v, &n) && n == 1 && v[0] == '1');
+    assert_false(cm_kv_get(fsm, "b", 1, &v, &n)); /* an empty override read as absent */
+    assert_true(cm_kv_get(fsm, "volume_inspect", 14, &v, &n)); /* the names agree now */
+    assert_string_equal(cm_config_get(fsm, "a"), "1");
+    struct cm_buf s2 = {0};
+    cm_fsm_snapshot(fsm, &s2);
+    static const uint8_t empty[] = {CM_MOD_CONFIG, 0, 0, 0, 0, 0, 0, 0, 1, 0};
+    assert_non_null(memmem(s2.data, s2.len, empty, sizeof empty));
+    cm_buf_free(&s2);
+    cm_fsm_free(fsm);
+}
+
 int main(void)
 {
     cmt_quiet();
@@ -208,6 +250,7 @@ int main(void)
         cmocka_unit_test(test_cluster_version_and_its_section),
         cmocka_unit_test(test_later_format_stops_applying),
         cmocka_unit_test(test_later_snapshots_refused_with_the_reason),
+        cmocka_unit_test(test_config_store_by_version),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
