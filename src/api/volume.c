@@ -591,7 +591,7 @@ void h_volume_alloc(struct cm_job *j)
     j->backref = (void **)&op->job;
     struct cm_buf b = {0};
     cm_volume_enc_alloc(&b, a->code_mode, j->client_ip, op->expire,
-                        cm_volume_freeze(cm_node_fsm(n)), op->vids, op->n);
+                        cm_volume_alloc_threshold(cm_node_fsm(n)), op->vids, op->n);
     cm_node_propose(n, CM_MOD_VOLUME, CM_VOL_OP_ALLOC, &b, alloc_applied,
                     (void *)(uintptr_t)op->id);
 }

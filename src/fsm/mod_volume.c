@@ -83,7 +83,8 @@ struct mstat {
 
 struct vstate {
     const struct cm_config *cfg;
-    uint64_t freeze;
+    uint64_t freeze;    /* volume_reserve_size: retain and lease checks */
+    uint64_t alloc_min; /* allocation threshold: the allocatable lists */
     struct vpage **vp;
     uint32_t n_vp;
     struct upage **up;
@@ -319,7 +320,7 @@ static int health_of(const struct vstate *st, const struct vrec *r)
 
 static bool allocatable(const struct vstate *st, const struct vrec *r, const struct vder *d)
 {
-    return r->state == CM_VOL_CREATED && r->status == CM_VOL_IDLE && r->free > st->freeze &&
+    return r->state == CM_VOL_CREATED && r->status == CM_VOL_IDLE && r->free > st->alloc_min &&
            d->health >= min_health(r->code_mode);
 }
 
@@ -468,11 +469,18 @@ static uint64_t parse_freeze(const struct cm_config *cfg)
     return *end ? 10485760 : (uint64_t)v;
 }
 
+/* volume_mgr_config.allocatable_size when set (-1 is unset), else the freeze threshold. */
+static uint64_t alloc_threshold(const struct cm_config *cfg, uint64_t freeze)
+{
+    return cfg && cfg->allocatable_size >= 0 ? (uint64_t)cfg->allocatable_size : freeze;
+}
+
 static void *vol_create(struct cm_fsm *fsm)
 {
     struct vstate *st = cm_calloc(1, sizeof *st);
     st->cfg = fsm->cfg;
     st->freeze = parse_freeze(fsm->cfg);
+    st->alloc_min = alloc_threshold(fsm->cfg, st->freeze);
     cm_map_init(&st->pending);
     cm_smap_init(&st->host_idx);
     return st;
@@ -668,6 +676,11 @@ uint64_t cm_volume_freeze(struct cm_fsm *fsm)
     return S(fsm)->freeze;
 }
 
+uint64_t cm_volume_alloc_threshold(struct cm_fsm *fsm)
+{
+    return S(fsm)->alloc_min;
+}
+
 bool cm_volume_retainable(struct cm_fsm *fsm, uint32_t vid, const char *host, int64_t threshold,
                           int64_t now_ns)
 {
@@ -804,12 +817,12 @@ void cm_volume_enc_resolve(struct cm_buf *b, uint32_t vid, const uint32_t *epoch
 }
 
 void cm_volume_enc_alloc(struct cm_buf *b, uint8_t code_mode, const char *host, int64_t expire_ns,
-                         uint64_t freeze, const uint32_t *vids, size_t n)
+                         uint64_t threshold, const uint32_t *vids, size_t n)
 {
     cm_put_u8(b, code_mode);
     cm_put_str(b, host);
     cm_put_i64(b, expire_ns);
-    cm_put_u64(b, freeze);
+    cm_put_u64(b, threshold);
     cm_put_uvar(b, n);
     for (size_t i = 0; i < n; i++)
         cm_put_u32(b, vids[i]);
@@ -1126,7 +1139,7 @@ static int apply_alloc(struct vstate *st, const struct cm_cmd *cmd, struct cm_de
     char host[CM_VOL_HOST_MAX + 1];
     cm_get_strbuf(d, host, sizeof host);
     int64_t expire = cm_get_i64(d);
-    uint64_t freeze = cm_get_u64(d);
+    uint64_t threshold = cm_get_u64(d); /* the proposer's allocation threshold */
     uint64_t n = cm_get_uvar(d);
     if (d->err || n > cm_dec_left(d) / 4 || host[0] == '\0')
         return -1;
@@ -1136,7 +1149,7 @@ static int apply_alloc(struct vstate *st, const struct cm_cmd *cmd, struct cm_de
         uint32_t vid = cm_get_u32(d);
         const struct vrec *r = vr(st, vid);
         if (r == NULL || r->state != CM_VOL_CREATED || r->code_mode != mode ||
-            r->status != CM_VOL_IDLE || r->free <= freeze ||
+            r->status != CM_VOL_IDLE || r->free <= threshold ||
             st->der[vid].health < min_health(r->code_mode))
             continue;
         /* a vid listed twice: its second time finds it active already */
@@ -1787,6 +1800,7 @@ int cm_volume_selfcheck(struct cm_fsm *fsm, char *err, size_t errlen)
     struct vstate *w = cm_calloc(1, sizeof *w);
     w->cfg = st->cfg;
     w->freeze = st->freeze;
+    w->alloc_min = st->alloc_min;
     cm_map_init(&w->pending);
     cm_smap_init(&w->host_idx);
     w->n_vp = st->n_vp;

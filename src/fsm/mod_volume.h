@@ -39,14 +39,16 @@
  * ------------------------------------------------------
  * - health per volume: -(units that are compacting or on a bad disk);
  * - units by disk: per disk id the vuid prefixes of the pending and created units on it;
- * - per code mode: counters by status and the allocatable list (idle, free above the freeze
- *   threshold `volume_reserve_size`, health >= PutQuorum - units), newest first;
+ * - per code mode: counters by status and the allocatable list (idle, free above the allocation
+ *   threshold, health >= PutQuorum - units), newest first. The allocation threshold is
+ *   volume_mgr_config.allocatable_size when the config sets it (CubeFS v3.3 and later), else the
+ *   freeze threshold `volume_reserve_size`; the freeze threshold alone governs retain;
  * - per disk: the number of active volumes with a unit on it (disk load);
  * - leader-local marks of volumes chosen by an allocation whose proposal is in flight.
  *
- * Apply is deterministic ("now" is the command's proposer timestamp; the freeze threshold,
- * expire times, placements and disk judgements are in the payload) and never fails: an entry
- * invalid at apply time changes nothing and returns an error code to the proposer.
+ * Apply is deterministic ("now" is the command's proposer timestamp; the allocation and freeze
+ * thresholds, expire times, placements and disk judgements are in the payload) and never fails:
+ * an entry invalid at apply time changes nothing and returns an error code to the proposer.
  */
 #ifndef CM_MOD_VOLUME_H
 #define CM_MOD_VOLUME_H
@@ -173,8 +175,12 @@ uint32_t *cm_volume_tasks(struct cm_fsm *fsm, size_t *n);
 /* Active volumes whose lease ended before `now_ns`, ascending, at most `max` (caller frees). */
 uint32_t *cm_volume_expired(struct cm_fsm *fsm, int64_t now_ns, size_t max, size_t *n);
 
-/* The freeze threshold (volume_reserve_size of this node's config) and the allocatable test. */
+/* The freeze threshold (volume_reserve_size of this node's config): a volume whose free space
+ * is not above it is full, its lease is not retained. */
 uint64_t cm_volume_freeze(struct cm_fsm *fsm);
+/* The allocation threshold: a volume is handed out and kept allocatable only with free space
+ * above it (allocatable_size when configured, else the freeze threshold). */
+uint64_t cm_volume_alloc_threshold(struct cm_fsm *fsm);
 
 /* A retainable lease (spec §4.6.4 and /volume/alloc is_init): created, active, leased to
  * `host`, free above the freeze threshold, health >= `threshold`, lease not ended at `now_ns`. */
@@ -209,8 +215,9 @@ void cm_volume_enc_pending_units(struct cm_buf *b, uint32_t vid, const struct cm
                                  unsigned n);
 /* Commit and abort carry the epochs the proposer created / saw (compare-and-set). */
 void cm_volume_enc_resolve(struct cm_buf *b, uint32_t vid, const uint32_t *epochs, unsigned n);
+/* `threshold`: a volume is granted only with free space above it (cm_volume_alloc_threshold). */
 void cm_volume_enc_alloc(struct cm_buf *b, uint8_t code_mode, const char *host, int64_t expire_ns,
-                         uint64_t freeze, const uint32_t *vids, size_t n);
+                         uint64_t threshold, const uint32_t *vids, size_t n);
 struct cm_vol_lease {
     uint32_t vid;
     const char *host;

@@ -424,6 +424,64 @@ static void test_lock_unlock_tasks(void **state)
     cm_fsm_free(fsm);
 }
 
+/* volume_mgr_config.allocatable_size (CubeFS v3.3) decides what is allocatable; the freeze
+ * threshold still decides retain. */
+static void test_allocatable_size(void **state)
+{
+    (void)state;
+    const uint64_t min = 40ULL << 20; /* a fresh EC3P3 volume has 48 MiB */
+    cfg.allocatable_size = (int64_t)min;
+    struct cm_fsm *fsm = new_fsm(12);
+    assert_true(cm_volume_alloc_threshold(fsm) == min);
+    assert_true(cm_volume_freeze(fsm) == FREEZE);
+    make_volume(fsm, 1, 1);
+    make_volume(fsm, 2, 7);
+    assert_int_equal(counts(fsm).allocatable, 2);
+    /* 30 MiB free: above the freeze threshold, not above allocatable_size */
+    struct cm_chunk_rec rec[] = {{cm_vuid_make(1, 2, 1), CS, CS - (10ULL << 20), 10ULL << 20},
+                                 {cm_vuid_make(2, 0, 1), CS, CS - (10ULL << 20), 10ULL << 20}};
+    struct cm_buf b = {0};
+    cm_volume_enc_chunk_report(&b, rec, 1);
+    assert_int_equal(vapply(fsm, CM_VOL_OP_CHUNK_REPORT, &b), 0);
+    assert_true(get(fsm, 1).free == 30ULL << 20);
+    assert_int_equal(counts(fsm).allocatable, 1);
+    uint32_t out[4];
+    assert_int_equal(cm_volume_pick(fsm, EC3P3, 4, NULL, 0, 0, out, NULL), 1);
+    assert_int_equal(out[0], 2);
+    cm_volume_unmark(fsm, out, 1);
+    /* apply grants by the threshold in the command: the proposer's, not this node's */
+    uint32_t both[] = {1, 2};
+    cm_volume_enc_alloc(&b, EC3P3, "10.1.1.1", T0 + 600 * NS, min, both, 2);
+    assert_int_equal(vapply(fsm, CM_VOL_OP_ALLOC, &b), 0);
+    assert_int_equal(last_granted->n, 1);
+    assert_int_equal(last_granted->vids[0], 2);
+    assert_int_equal(get(fsm, 1).status, CM_VOL_IDLE);
+    cm_volume_enc_alloc(&b, EC3P3, "10.1.1.1", T0 + 600 * NS, FREEZE, both, 1);
+    assert_int_equal(vapply(fsm, CM_VOL_OP_ALLOC, &b), 0);
+    assert_int_equal(last_granted->n, 1);
+    /* a lease below allocatable_size but above the freeze threshold is still retained */
+    cm_volume_enc_chunk_report(&b, rec + 1, 1);
+    assert_int_equal(vapply(fsm, CM_VOL_OP_CHUNK_REPORT, &b), 0);
+    assert_true(get(fsm, 2).free == 30ULL << 20);
+    assert_true(cm_volume_retainable(fsm, 2, "10.1.1.1", 0, T0));
+    struct cm_vol_lease l = {2, "10.1.1.1"};
+    cm_volume_enc_retain(&b, T0 + 900 * NS, cm_volume_freeze(fsm), 0, &l, 1);
+    assert_int_equal(vapply(fsm, CM_VOL_OP_RETAIN, &b), 0);
+    assert_int_equal(last_granted->n, 1);
+    check(fsm);
+    cm_fsm_free(fsm);
+    /* unset (-1): volume_reserve_size governs allocation too, as in the 2022 contract */
+    cfg.allocatable_size = -1;
+    fsm = new_fsm(6);
+    assert_true(cm_volume_alloc_threshold(fsm) == FREEZE);
+    make_volume(fsm, 1, 1);
+    cm_volume_enc_chunk_report(&b, rec, 1);
+    assert_int_equal(vapply(fsm, CM_VOL_OP_CHUNK_REPORT, &b), 0);
+    assert_int_equal(counts(fsm).allocatable, 1);
+    check(fsm);
+    cm_fsm_free(fsm);
+}
+
 static void test_unit_migration(void **state)
 {
     (void)state;
@@ -866,6 +924,7 @@ int main(void)
         cmocka_unit_test(test_pending_commit_abort),
         cmocka_unit_test(test_alloc_retain_expire),
         cmocka_unit_test(test_lock_unlock_tasks),
+        cmocka_unit_test(test_allocatable_size),
         cmocka_unit_test(test_unit_migration),
         cmocka_unit_test(test_chunk_report),
         cmocka_unit_test(test_health),
