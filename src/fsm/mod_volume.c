@@ -928,7 +928,7 @@ int cm_chunk_report_decode(const void *body, size_t len, struct cm_chunk_rec **o
     if (len < 4)
         return -1;
     uint32_t cnt = cm_be32(p);
-    if ((uint64_t)cnt * CM_CHUNK_REPORT_REC != len - 4)
+    if (cnt > CM_CHUNK_REPORT_MAX || (uint64_t)cnt * CM_CHUNK_REPORT_REC != len - 4)
         return -1;
     struct cm_chunk_rec *r = cm_malloc(((size_t)cnt + 1) * sizeof *r);
     p += 4;

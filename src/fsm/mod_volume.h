@@ -253,9 +253,11 @@ struct cm_vol_granted {
     uint32_t vids[];
 };
 
-/* Decode the binary /chunk/report body (spec §5.6.1): 0 with records (caller frees) or -1. */
+/* Decode the binary /chunk/report body (spec §5.6.1): 0 with records (caller frees) or -1, also
+ * for more than CM_CHUNK_REPORT_MAX records (the limit of the CubeFS v3.5 decoder). */
 int cm_chunk_report_decode(const void *body, size_t len, struct cm_chunk_rec **out, size_t *n);
 #define CM_CHUNK_REPORT_REC 79
+#define CM_CHUNK_REPORT_MAX 65536
 
 /* Tests: rebuild every derived structure from the replicated records and compare. 0 or -1. */
 int cm_volume_selfcheck(struct cm_fsm *fsm, char *err, size_t errlen);

@@ -26,6 +26,7 @@
 #include "../security/auth.h"
 #include "../util/log.h"
 #include "../util/timeutil.h"
+#include "errors.h"
 #include "router.h"
 
 #define MAX_ROUTES 128
@@ -305,6 +306,12 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
             char *end;
             errno = 0;
             unsigned long long len = strtoull(cl, &end, 10);
+            if (!errno && !*end && len > limit && strcmp(j->route->name, "chunk_report") == 0) {
+                /* what blobnodes get from the reference for an oversized chunk report, in
+                 * both contracts (2022 §5.6.1, current §2.1) */
+                cm_job_set_code(j, CM_ERR_ILLEGAL_ARGUMENTS);
+                return send_job_response(j);
+            }
             if (errno || *end || len > limit) {
                 char msg[200];
                 snprintf(msg, sizeof msg, "request body of %s bytes exceeds the limit of %u bytes",

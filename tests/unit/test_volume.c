@@ -595,6 +595,19 @@ static void test_chunk_report(void **state)
     assert_int_equal(cm_chunk_report_decode(zero, 4, &x, &m), 0);
     assert_int_equal(m, 0);
     free(x);
+    /* at most 65,536 records, as the CubeFS v3.5 decoder: one more is refused */
+    size_t most = 4 + (size_t)(CM_CHUNK_REPORT_MAX + 1) * CM_CHUNK_REPORT_REC;
+    uint8_t *many = cm_calloc(1, most);
+    for (uint32_t i = 0; i <= CM_CHUNK_REPORT_MAX; i++)
+        put_rec(many + 4 + (size_t)i * CM_CHUNK_REPORT_REC, cm_vuid_make(i + 1, 0, 1), 1, CS, 0,
+                CS);
+    cm_wbe32(many, CM_CHUNK_REPORT_MAX);
+    assert_int_equal(cm_chunk_report_decode(many, most - CM_CHUNK_REPORT_REC, &x, &m), 0);
+    assert_int_equal(m, CM_CHUNK_REPORT_MAX);
+    free(x);
+    cm_wbe32(many, CM_CHUNK_REPORT_MAX + 1);
+    assert_int_equal(cm_chunk_report_decode(many, most, &x, &m), -1);
+    free(many);
 
     struct cm_fsm *fsm = new_fsm(6);
     make_volume(fsm, 1, 1);
