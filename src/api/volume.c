@@ -19,13 +19,14 @@
 #include "../fsm/codemode.h"
 #include "../fsm/mod_disk.h"
 #include "../fsm/mod_volume.h"
+#include "../jobs/version_jobs.h"
 #include "../jobs/volume_jobs.h"
 #include "../util/json.h"
 #include "../util/log.h"
 #include "../util/timeutil.h"
 #include "api.h"
 
-#define LIST_MAX 500
+#define LIST_MAX 2000 /* /volume/list cap: 500 in the 2022 contract, 2000 since CubeFS v3.3 */
 #define ALLOC_MAX 10000
 #define TOKENS_MAX 100000
 #define EXCLUDES_MAX 100000
@@ -926,6 +927,10 @@ void h_volume_unit_alloc(struct cm_job *j)
     }
     struct cm_vunit u;
     cm_volume_unit(fsm, v.vid, index, &u);
+    if (u.vuid != a->vuid) { /* CubeFS v3.5.1: only the current unit moves (2022: any epoch) */
+        cm_reply_code(j, CM_ERR_OLD_VUID_NOT_MATCH);
+        return;
+    }
     if (!cm_disk_get(fsm, u.disk_id, NULL)) {
         cm_reply_code(j, CM_ERR_DISK_NOT_FOUND);
         return;
@@ -1010,17 +1015,21 @@ void h_volume_update(struct cm_job *j)
     struct cm_vunit u;
     cm_volume_unit(fsm, vid, index, &u);
     uint64_t next = cm_vuid_make(vid, index, u.next_epoch);
+    /* 918 means exactly "old_vuid is not the unit's current vuid" (nor the switch done already):
+     * the CubeFS v3.5 scheduler panics on it */
     if ((u.vuid != a->old_vuid && u.vuid != a->new_vuid) ||
         u.next_epoch < cm_vuid_epoch(a->old_vuid)) {
         cm_reply_code(j, CM_ERR_OLD_VUID_NOT_MATCH);
         return;
     }
-    if (next != a->new_vuid) {
-        cm_reply_code(j, CM_ERR_NEW_VUID_NOT_MATCH);
-        return;
-    }
+    /* a retry of a switch that was applied: done, also when a later /volume/unit/alloc moved
+     * the reserved epoch on (v3.5 answers this before the 919 check, the 2022 contract after) */
     if (u.vuid == a->new_vuid) {
         cm_reply_empty(j);
+        return;
+    }
+    if (next != a->new_vuid) {
+        cm_reply_code(j, CM_ERR_NEW_VUID_NOT_MATCH);
         return;
     }
     struct cm_disk_info d;
