@@ -47,6 +47,7 @@ struct vol_args {
     uint64_t vuid, old_vuid, new_vuid;
     uint32_t disk_id;
     bool compact;
+    bool force; /* /volume/unlock */
     char host[CM_VOL_HOST_MAX + 1];
     uint64_t total, free, used;
     uint64_t epoch, next_epoch;
@@ -211,12 +212,17 @@ out:
     return rc;
 }
 
+/* {"vid"} of /volume/lock; {"vid","force"} of /volume/unlock (CubeFS v3.5.1 added `force`). */
 int parse_volume_vid_body(struct cm_job *j)
 {
     struct json_object *o = cm_args_body(j, false);
     if (o == NULL)
         return -1;
-    int rc = body_u32(j, o, "vid", &new_args(j)->vid);
+    struct vol_args *a = new_args(j);
+    int rc = body_u32(j, o, "vid", &a->vid);
+    if (rc == 0 && j->route && j->route->handle == h_volume_unlock &&
+        cm_args_bool(j, o, "force", false, &a->force) < 0)
+        rc = -1;
     json_object_put(o);
     return rc;
 }
@@ -744,6 +750,11 @@ void h_volume_lock(struct cm_job *j)
     cm_job_propose(j, CM_MOD_VOLUME, CM_VOL_OP_LOCK, &b, status_change_applied);
 }
 
+/* The rules of CubeFS v3.3 and later (the 2022 contract answered 903 unless locked): idle, and
+ * unlocking without `force`, are answered 200 at once -- the scheduler unlocks volumes that may
+ * be idle already and no longer takes 903 for success; only an active volume is 903. A locked
+ * volume becomes unlocking. With `force` (v3.5.1) an unlocking volume is taken over too: a new
+ * task replaces the queued one and failed readwrite calls on the blobnodes do not hold it up. */
 void h_volume_unlock(struct cm_job *j)
 {
     struct vol_args *a = j->args;
@@ -752,13 +763,21 @@ void h_volume_unlock(struct cm_job *j)
         cm_reply_code(j, CM_ERR_VOLUME_NOT_EXIST);
         return;
     }
-    if (v.status != CM_VOL_LOCK) {
+    if (v.status == CM_VOL_ACTIVE) {
         cm_reply_code(j, CM_ERR_UNLOCK_NOT_ALLOW);
         return;
     }
+    if (v.status == CM_VOL_IDLE ||
+        (v.status == CM_VOL_UNLOCKING && (!a->force || v.task_type == CM_TASK_UNLOCK_FORCE))) {
+        cm_reply_empty(j);
+        return;
+    }
+    if (a->force && !cm_version_require(j, 2, "POST /volume/unlock with force"))
+        return;
     struct cm_buf b = {0};
     cm_volume_enc_vid(&b, a->vid);
-    cm_job_propose(j, CM_MOD_VOLUME, CM_VOL_OP_UNLOCK, &b, status_change_applied);
+    cm_job_propose(j, CM_MOD_VOLUME, a->force ? CM_VOL_OP_UNLOCK_FORCE : CM_VOL_OP_UNLOCK, &b,
+                   status_change_applied);
 }
 
 /* ---- unit migration (spec §4.11) ------------------------------------------------------------ */

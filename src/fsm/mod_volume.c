@@ -1226,7 +1226,14 @@ static int apply_expire(struct vstate *st, const struct cm_cmd *cmd, struct cm_d
     return 0;
 }
 
-static int apply_lock(struct vstate *st, struct cm_dec *d, struct cm_result *res, bool lock)
+/* Write a task record of `type`, replacing any other:
+ * - lock: idle -> lock (locked already: nothing to do; 902 otherwise);
+ * - unlock: lock -> unlocking (idle or unlocking: nothing to do, as CubeFS v3.3 and later
+ *   answer, whose scheduler unlocks volumes that may be idle already; 903 when active);
+ * - forced unlock (v3.5.1): lock or unlocking -> unlocking with a task whose failed readwrite
+ *   calls do not count (idle, or a forced unlock under way: nothing to do; 903 when active).
+ * res->v[0] is the new task id, 0 when nothing was written. */
+static int apply_task(struct vstate *st, struct cm_dec *d, struct cm_result *res, uint8_t type)
 {
     uint32_t vid = cm_get_u32(d);
     if (d->err)
@@ -1234,14 +1241,32 @@ static int apply_lock(struct vstate *st, struct cm_dec *d, struct cm_result *res
     const struct vrec *r = vr(st, vid);
     if (r == NULL || r->state != CM_VOL_CREATED)
         return CM_ERR_VOLUME_NOT_EXIST;
-    if (lock && r->status == CM_VOL_LOCK)
-        return 0;
-    if (r->status != (lock ? CM_VOL_IDLE : CM_VOL_LOCK))
-        return lock ? CM_ERR_LOCK_NOT_ALLOW : CM_ERR_UNLOCK_NOT_ALLOW;
+    uint8_t to = type == CM_TASK_LOCK ? CM_VOL_LOCK : CM_VOL_UNLOCKING;
+    switch (type) {
+    case CM_TASK_LOCK:
+        if (r->status == CM_VOL_LOCK)
+            return 0;
+        if (r->status != CM_VOL_IDLE)
+            return CM_ERR_LOCK_NOT_ALLOW;
+        break;
+    case CM_TASK_UNLOCK:
+        if (r->status == CM_VOL_IDLE || r->status == CM_VOL_UNLOCKING)
+            return 0;
+        if (r->status != CM_VOL_LOCK)
+            return CM_ERR_UNLOCK_NOT_ALLOW;
+        break;
+    default:
+        if (r->status == CM_VOL_IDLE ||
+            (r->status == CM_VOL_UNLOCKING && r->task_type == CM_TASK_UNLOCK_FORCE))
+            return 0;
+        if (r->status != CM_VOL_LOCK && r->status != CM_VOL_UNLOCKING)
+            return CM_ERR_UNLOCK_NOT_ALLOW;
+        break;
+    }
     unacc(st, vid);
     struct vrec *w = vw(st, vid);
-    w->status = lock ? CM_VOL_LOCK : CM_VOL_UNLOCKING;
-    w->task_type = lock ? CM_TASK_LOCK : CM_TASK_UNLOCK;
+    w->status = to;
+    w->task_type = type;
     w->task_id = (uint32_t)++st->task_seq;
     acc(st, vid);
     res->v[0] = w->task_id;
@@ -1263,7 +1288,7 @@ static int apply_task_done(struct vstate *st, struct cm_dec *d, struct cm_result
     struct vrec *w = vw(st, vid);
     w->task_type = CM_TASK_NONE;
     w->task_id = 0;
-    if (type == CM_TASK_UNLOCK && w->status == CM_VOL_UNLOCKING)
+    if ((type == CM_TASK_UNLOCK || type == CM_TASK_UNLOCK_FORCE) && w->status == CM_VOL_UNLOCKING)
         w->status = CM_VOL_IDLE;
     acc(st, vid);
     res->v[0] = 1;
@@ -1473,8 +1498,13 @@ static void vol_apply(struct cm_fsm *fsm, void *state, const struct cm_cmd *cmd,
         rc = apply_expire(st, cmd, &d, res);
         break;
     case CM_VOL_OP_LOCK:
+        rc = apply_task(st, &d, res, CM_TASK_LOCK);
+        break;
     case CM_VOL_OP_UNLOCK:
-        rc = apply_lock(st, &d, res, cmd->op == CM_VOL_OP_LOCK);
+        rc = apply_task(st, &d, res, CM_TASK_UNLOCK);
+        break;
+    case CM_VOL_OP_UNLOCK_FORCE:
+        rc = apply_task(st, &d, res, CM_TASK_UNLOCK_FORCE);
         break;
     case CM_VOL_OP_TASK_DONE:
         rc = apply_task_done(st, &d, res);
@@ -1725,7 +1755,7 @@ static int vol_snap_load(struct cm_fsm *fsm, void *state, struct cm_dec *d, char
         if (d->err)
             break;
         if (r->status < CM_VOL_IDLE || r->status > CM_VOL_UNLOCKING ||
-            r->task_type > CM_TASK_UNLOCK || nu != cm_codemode_units(c)) {
+            r->task_type > CM_TASK_UNLOCK_FORCE || nu != cm_codemode_units(c)) {
             snprintf(err, errlen, "volume %u has invalid fields", vid);
             return -1;
         }
@@ -1768,8 +1798,16 @@ static int vol_snap_load(struct cm_fsm *fsm, void *state, struct cm_dec *d, char
     return 0;
 }
 
+/* A forced unlock (CubeFS v3.5.1) is of format 2: a format-1 node would skip it and keep the
+ * volume unlocking while the others make it idle. Every other volume command is of format 1. */
+static uint8_t vol_cmd_version(const struct cm_cmd *cmd)
+{
+    return cmd->op == CM_VOL_OP_UNLOCK_FORCE ? 2 : CM_CMD_VERSION;
+}
+
 const struct cm_module cm_mod_volume = {
     .id = CM_MOD_VOLUME,
+    .cmd_version = vol_cmd_version,
     .name = "volume",
     .create = vol_create,
     .destroy = vol_destroy,

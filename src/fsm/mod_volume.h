@@ -77,14 +77,15 @@ enum {
     CM_VOL_OP_DISK_HEALTH = 15,  /* mark disks bad or good for health */
     CM_VOL_OP_ADMIN_VOLUME = 16, /* /admin/update/volume */
     CM_VOL_OP_ADMIN_UNIT = 17,   /* /admin/update/volume/unit */
+    CM_VOL_OP_UNLOCK_FORCE = 18, /* lock or unlocking -> forced readwrite task (format 2) */
 };
 
 /* Volume status (spec §4.4.2). */
 enum { CM_VOL_IDLE = 1, CM_VOL_ACTIVE = 2, CM_VOL_LOCK = 3, CM_VOL_UNLOCKING = 4 };
 /* Record state. */
 enum { CM_VOL_EMPTY = 0, CM_VOL_PENDING = 1, CM_VOL_CREATED = 2, CM_VOL_ABORTED = 3 };
-/* Task types. */
-enum { CM_TASK_NONE = 0, CM_TASK_LOCK = 1, CM_TASK_UNLOCK = 2 };
+/* Task types. A forced unlock (CubeFS v3.5.1 `force`) ignores failed readwrite calls. */
+enum { CM_TASK_NONE = 0, CM_TASK_LOCK = 1, CM_TASK_UNLOCK = 2, CM_TASK_UNLOCK_FORCE = 3 };
 
 #define CM_EPOCH_MAX 16777215u
 #define CM_VOL_UNITS_MAX 64
@@ -225,7 +226,7 @@ struct cm_vol_lease {
 void cm_volume_enc_retain(struct cm_buf *b, int64_t expire_ns, uint64_t freeze, int64_t threshold,
                           const struct cm_vol_lease *l, size_t n);
 void cm_volume_enc_vids(struct cm_buf *b, const uint32_t *vids, size_t n); /* expire */
-void cm_volume_enc_vid(struct cm_buf *b, uint32_t vid);                    /* lock, unlock */
+void cm_volume_enc_vid(struct cm_buf *b, uint32_t vid); /* lock, unlock, unlock force */
 void cm_volume_enc_task_done(struct cm_buf *b, uint32_t vid, uint8_t type, uint32_t task_id);
 void cm_volume_enc_update_unit(struct cm_buf *b, uint64_t old_vuid, uint64_t new_vuid,
                                uint32_t new_disk);

@@ -9,7 +9,10 @@
  * - lease expiry every check_expired_volume_interval_s;
  * - the lock/unlock task runner (spec §4.10): blobnode readonly/readwrite on every unit, then a
  *   TASK_DONE proposal; one run per vid at a time, at most MAX_TASKS at once, retried after
- *   min(errors, 30) seconds;
+ *   min(errors, 30) seconds, at once when a newer task replaced it meanwhile. Units on a disk
+ *   that is not normal (broken, repairing, repaired, dropped) or unknown are skipped: their
+ *   blobnode no longer serves them, waiting for it would hold the volume forever (CubeFS
+ *   v3.5.1 skips broken disks). A forced unlock counts failed readwrite calls as done;
  * - the health watcher: every second, each disk's writability (cm_disk_writable) against the
  *   replicated bad-disk set; differences are proposed as DISK_HEALTH with the decision in the
  *   payload. A disk that is only expired (no heartbeat) is judged bad only once this node has
@@ -863,6 +866,11 @@ struct vtask {
     uint64_t term;
 };
 
+static const char *task_name(uint8_t type)
+{
+    return type == CM_TASK_LOCK ? "lock" : type == CM_TASK_UNLOCK ? "unlock" : "forced unlock";
+}
+
 static void vt_drop(struct vtask *t)
 {
     cm_map_del(&t->vj->tasks, t->vid);
@@ -915,8 +923,7 @@ static void task_done_cb(struct cm_node *n, void *arg, int status, struct cm_res
         t->next_ms = cm_mono_ms();
         return;
     }
-    CM_INFO("volume", "%s task of volume %u done", t->type == CM_TASK_LOCK ? "lock" : "unlock",
-            t->vid);
+    CM_INFO("volume", "%s task of volume %u done", task_name(t->type), t->vid);
     vt_drop(t);
 }
 
@@ -924,6 +931,12 @@ static void task_finish_calls(struct vtask *t)
 {
     struct vjobs *vj = t->vj;
     vj->tasks_running--;
+    if (t->again) { /* replaced by a newer task (a forced unlock): run that one now */
+        t->errs = 0;
+        t->phase = T_WAIT;
+        t->next_ms = cm_mono_ms();
+        return;
+    }
     if (t->failed) {
         t->errs++;
         t->phase = T_WAIT;
@@ -944,7 +957,10 @@ static void task_call_done(struct cm_node *n, uint64_t owner, uint64_t tag,
     if (t == NULL || t->phase != T_CALLING)
         return;
     t->calls--;
-    if (r->outcome == CM_BN_FAIL) {
+    if (r->outcome == CM_BN_FAIL && t->type == CM_TASK_UNLOCK_FORCE)
+        CM_WARN("volume", "readwrite of unit %u of volume %u failed (%ld %s); ignored (forced)",
+                (unsigned)tag, t->vid, r->status, r->status ? r->body : r->error);
+    else if (r->outcome == CM_BN_FAIL) {
         CM_WARN("volume", "%s of unit %u of volume %u failed (%ld %s); retrying later",
                 t->type == CM_TASK_LOCK ? "readonly" : "readwrite", (unsigned)tag, t->vid,
                 r->status, r->status ? r->body : r->error);

@@ -83,6 +83,89 @@ def all_status(c, vid, want, nodes=(1, 2, 3)):
     return all(get(c, i, vid)["status"] == want for i in nodes)
 
 
+# ---- /volume/unlock (§3.3) ------------------------------------------------------------------------
+
+def test_unlock_answers_of_the_current_release(fleet):
+    """Idle and unlocking are 200 without a change, only active is 903; `force` is accepted."""
+    c, sim = fleet
+    wait_pool(c, POOL)
+    vid = idle_vid(c)
+    rw = sim.stats()["calls"]["readwrite"]
+    for body in ({"vid": vid}, {"vid": vid, "force": False}, {"vid": vid, "force": True}):
+        r = c.post(2, "/volume/unlock", body)
+        assert (r.status_code, r.text) == (200, ""), body
+    settled(c)
+    assert all_status(c, vid, 1)
+    assert sim.stats()["calls"]["readwrite"] == rw  # nothing to do, nothing was done
+    active = alloc(c, count=1).json()["alloc_volume_infos"][0]["vid"]
+    for body in ({"vid": active}, {"vid": active, "force": True}):
+        assert err(c.post(3, "/volume/unlock", body)) == (903, {"error": "unlock volume not allow"})
+    assert err(c.post(1, "/volume/unlock", {"vid": 99999, "force": True}))[0] == 904
+    for body in ('{"vid":%d,"force":"yes"}' % vid, '{"vid":%d,"force":1}' % vid):
+        r = c.post(1, "/volume/unlock", body)
+        assert (r.status_code, r.json()["code"]) == (400, "Argument"), body
+    # lock ignores a `force` (not one of its fields), as the reference's decoder does
+    assert c.post(1, "/volume/lock", '{"vid":%d,"force":"x"}' % vid).status_code == 200
+    sim.wait(lambda: tasks_running(c) == 0, what="lock task done")
+    # locked -> unlocking -> idle; asked again while unlocking or idle: 200, no second task
+    assert c.post(1, "/volume/unlock", {"vid": vid}).status_code == 200
+    assert c.post(2, "/volume/unlock", {"vid": vid}).status_code == 200
+    wait(lambda: all_status(c, vid, 1), what="idle after unlock")
+    assert c.post(3, "/volume/unlock", {"vid": vid}).status_code == 200
+    sim.wait(lambda: tasks_running(c) == 0, what="no task left")
+    assert sim.stats()["calls"]["readwrite"] == rw + 6
+
+
+def test_force_unlock_ignores_blobnodes_that_fail(sim_cluster):
+    """A plain unlock waits for every chunk to be writable again; a forced one replaces it and
+    lets the volume go idle although the blobnodes do not answer."""
+    c, sim = sim_cluster()
+    wait_pool(c, POOL)
+    vid = idle_vid(c)
+    assert c.post(1, "/volume/lock", {"vid": vid}).status_code == 200
+    sim.wait(lambda: sim.stats()["calls"]["readonly"] >= 6, what="readonly")
+    wait(lambda: tasks_running(c) == 0, what="lock task done")
+    sim.proc.send_signal(signal.SIGSTOP)  # no blobnode answers from now on
+    try:
+        assert c.post(2, "/volume/unlock", {"vid": vid}).status_code == 200
+        time.sleep(4)  # the client timeout is 3 s: the readwrite calls failed at least once
+        assert all_status(c, vid, 4)
+        assert tasks_running(c) == 1
+        # without force an unlocking volume is left alone
+        assert c.post(3, "/volume/unlock", {"vid": vid, "force": False}).status_code == 200
+        time.sleep(1)
+        assert all_status(c, vid, 4)
+        # forced: a new task replaces the waiting one and its failures do not count
+        assert c.post(3, "/volume/unlock", {"vid": vid, "force": True}).status_code == 200
+        wait(lambda: all_status(c, vid, 1), timeout=15, what="idle after a forced unlock")
+        assert tasks_running(c) == 0
+        # idle now: force is a no-op like a plain unlock
+        assert c.post(1, "/volume/unlock", {"vid": vid, "force": True}).status_code == 200
+    finally:
+        sim.proc.send_signal(signal.SIGCONT)
+    settled(c)
+    assert all_status(c, vid, 1)
+    wait_pool(c, POOL)
+    st = [vstat(c, i) for i in (1, 2, 3)]
+    assert all(s == st[0] for s in st) and st[0]["unlocking_volume"] == 0
+
+
+def test_force_unlock_of_a_locked_volume(fleet):
+    """Straight from lock, force works like a plain unlock when the blobnodes answer."""
+    c, sim = fleet
+    wait_pool(c, POOL)
+    vid = idle_vid(c)
+    assert c.post(1, "/volume/lock", {"vid": vid}).status_code == 200
+    sim.wait(lambda: tasks_running(c) == 0, what="lock task done")
+    rw = sim.stats()["calls"]["readwrite"]
+    assert c.post(2, "/volume/unlock", {"vid": vid, "force": True}).status_code == 200
+    wait(lambda: all_status(c, vid, 1), what="idle")
+    assert sim.stats()["calls"]["readwrite"] == rw + 6
+    units = get(c, 1, vid)["units"]
+    status = {(ch["diskid"], ch["vuid"]): ch["status"] for ch in sim_chunks(sim)}
+    assert all(status[(u["disk_id"], u["vuid"])] == 1 for u in units)
+
+
 # ---- the unit migration calls (§3.3, §6.3) ------------------------------------------------------------
 
 def test_update_918_only_for_a_stale_old_vuid(fleet):

@@ -378,7 +378,12 @@ static void test_lock_unlock_tasks(void **state)
     make_volume(fsm, 1, 1);
     make_volume(fsm, 2, 7);
     assert_int_equal(op_vid(fsm, CM_VOL_OP_LOCK, 9), CM_ERR_VOLUME_NOT_EXIST);
-    assert_int_equal(op_vid(fsm, CM_VOL_OP_UNLOCK, 1), CM_ERR_UNLOCK_NOT_ALLOW);
+    assert_int_equal(op_vid(fsm, CM_VOL_OP_UNLOCK, 9), CM_ERR_VOLUME_NOT_EXIST);
+    /* unlocking an idle volume is done already (CubeFS v3.3; the 2022 contract said 903) */
+    assert_int_equal(op_vid(fsm, CM_VOL_OP_UNLOCK, 1), 0);
+    assert_int_equal(last_v0, 0);
+    assert_int_equal(get(fsm, 1).status, CM_VOL_IDLE);
+    assert_int_equal(get(fsm, 1).task_type, CM_TASK_NONE);
     assert_int_equal(op_vid(fsm, CM_VOL_OP_LOCK, 1), 0);
     uint32_t t1 = (uint32_t)last_v0;
     struct cm_vol v = get(fsm, 1);
@@ -392,6 +397,9 @@ static void test_lock_unlock_tasks(void **state)
     uint32_t two = 2;
     assert_int_equal(alloc(fsm, "h", T0 + NS, &two, 1, T0), 0);
     assert_int_equal(op_vid(fsm, CM_VOL_OP_LOCK, 2), CM_ERR_LOCK_NOT_ALLOW); /* active */
+    assert_int_equal(op_vid(fsm, CM_VOL_OP_UNLOCK, 2), CM_ERR_UNLOCK_NOT_ALLOW);
+    assert_int_equal(op_vid(fsm, CM_VOL_OP_UNLOCK_FORCE, 2), CM_ERR_UNLOCK_NOT_ALLOW);
+    assert_int_equal(get(fsm, 2).status, CM_VOL_ACTIVE);
     /* the readonly task finishes: the record goes, the status stays lock */
     struct cm_buf b = {0};
     cm_volume_enc_task_done(&b, 1, CM_TASK_LOCK, t1);
@@ -403,7 +411,10 @@ static void test_lock_unlock_tasks(void **state)
     uint32_t t2 = (uint32_t)last_v0;
     assert_true(t2 > t1);
     assert_int_equal(get(fsm, 1).status, CM_VOL_UNLOCKING);
-    assert_int_equal(op_vid(fsm, CM_VOL_OP_UNLOCK, 1), CM_ERR_UNLOCK_NOT_ALLOW);
+    /* unlocking already: nothing new, the task stays */
+    assert_int_equal(op_vid(fsm, CM_VOL_OP_UNLOCK, 1), 0);
+    assert_int_equal(last_v0, 0);
+    assert_int_equal(get(fsm, 1).task_id, t2);
     assert_int_equal(op_vid(fsm, CM_VOL_OP_LOCK, 1), CM_ERR_LOCK_NOT_ALLOW);
     size_t n;
     uint32_t *tasks = cm_volume_tasks(fsm, &n);
@@ -420,6 +431,72 @@ static void test_lock_unlock_tasks(void **state)
     assert_int_equal(get(fsm, 1).status, CM_VOL_IDLE);
     assert_int_equal(counts(fsm).allocatable, 1);
     assert_int_equal(counts(fsm).unlocking, 0);
+    check(fsm);
+    cm_fsm_free(fsm);
+}
+
+/* A forced unlock (CubeFS v3.5.1) takes over a locked or unlocking volume with a task of its
+ * own; the task it replaced completes into nothing. */
+static void test_forced_unlock(void **state)
+{
+    (void)state;
+    struct cm_fsm *fsm = new_fsm(12);
+    make_volume(fsm, 1, 1);
+    make_volume(fsm, 2, 7);
+    make_volume(fsm, 3, 1);
+    /* of format 2: proposed only once every member applies it (a format-1 node would skip it) */
+    struct cm_cmd c = {.module = CM_MOD_VOLUME, .op = CM_VOL_OP_UNLOCK_FORCE};
+    assert_int_equal(cm_fsm_cmd_version(&c), 2);
+    c.op = CM_VOL_OP_UNLOCK;
+    assert_int_equal(cm_fsm_cmd_version(&c), 1);
+    assert_int_equal(op_vid(fsm, CM_VOL_OP_UNLOCK_FORCE, 9), CM_ERR_VOLUME_NOT_EXIST);
+    assert_int_equal(op_vid(fsm, CM_VOL_OP_UNLOCK_FORCE, 1), 0); /* idle: nothing to do */
+    assert_int_equal(last_v0, 0);
+    assert_int_equal(get(fsm, 1).task_type, CM_TASK_NONE);
+    /* unlocking with a plain task: the forced one replaces it */
+    assert_int_equal(op_vid(fsm, CM_VOL_OP_LOCK, 1), 0);
+    assert_int_equal(op_vid(fsm, CM_VOL_OP_UNLOCK, 1), 0);
+    uint32_t plain = (uint32_t)last_v0;
+    assert_int_equal(op_vid(fsm, CM_VOL_OP_UNLOCK_FORCE, 1), 0);
+    uint32_t forced = (uint32_t)last_v0;
+    assert_true(forced > plain);
+    struct cm_vol v = get(fsm, 1);
+    assert_int_equal(v.status, CM_VOL_UNLOCKING);
+    assert_int_equal(v.task_type, CM_TASK_UNLOCK_FORCE);
+    assert_int_equal(v.task_id, forced);
+    assert_int_equal(counts(fsm).unlocking, 1);
+    /* a forced unlock under way is not restarted, by a forced or a plain unlock */
+    assert_int_equal(op_vid(fsm, CM_VOL_OP_UNLOCK_FORCE, 1), 0);
+    assert_int_equal(last_v0, 0);
+    assert_int_equal(op_vid(fsm, CM_VOL_OP_UNLOCK, 1), 0);
+    assert_int_equal(last_v0, 0);
+    assert_int_equal(get(fsm, 1).task_id, forced);
+    struct cm_buf b = {0};
+    cm_volume_enc_task_done(&b, 1, CM_TASK_UNLOCK, plain); /* the replaced task */
+    assert_int_equal(vapply(fsm, CM_VOL_OP_TASK_DONE, &b), 0);
+    assert_int_equal(last_v0, 0);
+    assert_int_equal(get(fsm, 1).status, CM_VOL_UNLOCKING);
+    cm_volume_enc_task_done(&b, 1, CM_TASK_UNLOCK_FORCE, forced);
+    assert_int_equal(vapply(fsm, CM_VOL_OP_TASK_DONE, &b), 0);
+    assert_int_equal(last_v0, 1);
+    assert_int_equal(get(fsm, 1).status, CM_VOL_IDLE);
+    assert_int_equal(get(fsm, 1).task_type, CM_TASK_NONE);
+    /* straight from lock, replacing the lock task */
+    assert_int_equal(op_vid(fsm, CM_VOL_OP_LOCK, 3), 0);
+    assert_int_equal(op_vid(fsm, CM_VOL_OP_UNLOCK_FORCE, 3), 0);
+    assert_int_equal(get(fsm, 3).status, CM_VOL_UNLOCKING);
+    assert_int_equal(get(fsm, 3).task_type, CM_TASK_UNLOCK_FORCE);
+    /* an unlocking volume without a task (an admin update) gets one */
+    cm_volume_enc_admin_volume(&b, 2, CM_VOL_UNLOCKING, 0, 0, 0);
+    assert_int_equal(vapply(fsm, CM_VOL_OP_ADMIN_VOLUME, &b), 0);
+    assert_int_equal(op_vid(fsm, CM_VOL_OP_UNLOCK, 2), 0);
+    assert_int_equal(get(fsm, 2).task_type, CM_TASK_NONE);
+    assert_int_equal(op_vid(fsm, CM_VOL_OP_UNLOCK_FORCE, 2), 0);
+    assert_int_equal(get(fsm, 2).task_type, CM_TASK_UNLOCK_FORCE);
+    size_t n;
+    uint32_t *tasks = cm_volume_tasks(fsm, &n);
+    assert_int_equal(n, 2);
+    free(tasks);
     check(fsm);
     cm_fsm_free(fsm);
 }
@@ -770,6 +847,9 @@ static struct cm_fsm *rich(void)
     assert_int_equal(vapply(fsm, CM_VOL_OP_CHUNK_REPORT, &b), 0);
     cm_volume_enc_alloc_unit(&b, cm_vuid_make(5, 3, 1), 4);
     assert_int_equal(vapply(fsm, CM_VOL_OP_ALLOC_UNIT, &b), 0);
+    make_volume(fsm, 7, 9); /* a forced unlock under way */
+    assert_int_equal(op_vid(fsm, CM_VOL_OP_LOCK, 7), 0);
+    assert_int_equal(op_vid(fsm, CM_VOL_OP_UNLOCK_FORCE, 7), 0);
     return fsm;
 }
 
@@ -789,13 +869,17 @@ static void test_snapshot_roundtrip(void **state)
     assert_int_equal(s1.len, s2.len);
     assert_memory_equal(s1.data, s2.data, s1.len);
     /* what readers see is the same */
-    for (uint32_t v = 1; v <= 5; v++) {
+    assert_int_equal(get(b, 7).task_type, CM_TASK_UNLOCK_FORCE);
+    for (uint32_t v = 1; v <= 7; v++) {
+        if (v == 6)
+            continue;
         struct cm_vol x = get(a, v), y = get(b, v);
         assert_int_equal(x.state, y.state);
         assert_int_equal(x.status, y.status);
         assert_int_equal(x.health, y.health);
         assert_true(x.free == y.free && x.used == y.used && x.total == y.total);
-        assert_true(x.expire_ns == y.expire_ns && x.task_id == y.task_id);
+        assert_true(x.expire_ns == y.expire_ns && x.task_id == y.task_id &&
+                    x.task_type == y.task_type);
         assert_true((x.token_host == NULL) == (y.token_host == NULL));
         for (unsigned i = 0; i < x.n_units; i++) {
             struct cm_vunit p = unit(a, v, i), q = unit(b, v, i);
@@ -937,6 +1021,7 @@ int main(void)
         cmocka_unit_test(test_pending_commit_abort),
         cmocka_unit_test(test_alloc_retain_expire),
         cmocka_unit_test(test_lock_unlock_tasks),
+        cmocka_unit_test(test_forced_unlock),
         cmocka_unit_test(test_allocatable_size),
         cmocka_unit_test(test_unit_migration),
         cmocka_unit_test(test_chunk_report),
