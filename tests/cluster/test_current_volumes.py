@@ -166,6 +166,47 @@ def test_force_unlock_of_a_locked_volume(fleet):
     assert all(status[(u["disk_id"], u["vuid"])] == 1 for u in units)
 
 
+# ---- lock/unlock tasks skip units on broken disks (v3.5.1) -------------------------------------------
+
+def test_tasks_skip_units_on_broken_disks(fleet):
+    """A unit on a broken disk whose blobnode fails every call: the lock and unlock tasks go
+    around it instead of retrying forever."""
+    c, sim = fleet
+    wait_pool(c, POOL)
+    fake = FakeBlobnode()
+    try:
+        fake.answers["readonly"] = (500, {"error": "disk is broken"})
+        fake.answers["readwrite"] = (500, {"error": "disk is broken"})
+        did = c.post(1, "/diskid/alloc", "").json()["disk_id"]
+        d = {"cluster_id": 1, "idc": "z0", "rack": "rx", "host": fake.url, "path": "/broken",
+             "status": 1, "readonly": False, "disk_id": did, "used": 0, "free": 1 << 40,
+             "size": 1 << 40, "max_chunk_cnt": 0, "free_chunk_cnt": 0, "used_chunk_cnt": 0}
+        assert c.post(1, "/disk/add", d).status_code == 200
+        # out of placement at once
+        assert c.post(1, "/disk/access", {"disk_id": did, "readonly": True}).status_code == 200
+        vid = idle_vid(c)
+        u = get(c, 1, vid)["units"][0]
+        # the unit now lives on the fake disk (as after a migration), which then breaks
+        body = dict(epoch=1, next_epoch=1, vuid=u["vuid"], disk_id=did, total=0, free=0, used=0,
+                    compact=False, host="")
+        assert c.post(2, "/admin/update/volume/unit", body).status_code == 200
+        assert c.post(3, "/disk/set", {"disk_id": did, "status": 2}).status_code == 200
+        calls = sim.stats()["calls"]
+        assert c.post(1, "/volume/lock", {"vid": vid}).status_code == 200
+        sim.wait(lambda: sim.stats()["calls"]["readonly"] == calls["readonly"] + 5, what="readonly")
+        wait(lambda: tasks_running(c) == 0, timeout=10, what="the lock task to end")
+        assert c.post(1, "/volume/unlock", {"vid": vid}).status_code == 200
+        wait(lambda: all_status(c, vid, 1), timeout=10, what="idle after unlock")
+        assert sim.stats()["calls"]["readwrite"] == calls["readwrite"] + 5
+        assert not [p for _, p in fake.calls if "/chunk/read" in p], fake.calls
+        # put the unit back on its disk
+        assert c.post(2, "/admin/update/volume/unit", dict(body, disk_id=u["disk_id"])).status_code \
+            == 200
+        assert get(c, 1, vid)["units"][0] == u
+    finally:
+        fake.close()
+
+
 # ---- the unit migration calls (§3.3, §6.3) ------------------------------------------------------------
 
 def test_update_918_only_for_a_stale_old_vuid(fleet):
@@ -226,6 +267,46 @@ def test_unit_alloc_wants_the_current_vuid(fleet):
     r = c.post(3, "/volume/unit/alloc", {"vuid": u["vuid"]})
     assert r.status_code == 200 and r.json()["vuid"] == u["vuid"] + 1, r.text
     c.post(1, "/volume/unit/release", r.json())
+
+
+# ---- /volume/unit/list never reports a vuid newer than the truth (v3.5.3 blobnode chunk GC) ----------
+
+def test_unit_list_reports_the_current_epoch(fleet):
+    """A v3.5.3 blobnode deletes its chunks whose epoch is below what this route reports: reserved
+    epochs and chunks created for a move that has not been switched must not show."""
+    c, sim = fleet
+    wait_pool(c, POOL)
+    vid = idle_vid(c)
+    u = get(c, 1, vid)["units"][3]
+    a = c.post(1, "/volume/unit/alloc", {"vuid": u["vuid"]}).json()
+    b = c.post(2, "/volume/unit/alloc", {"vuid": u["vuid"]}).json()
+    assert (a["vuid"], b["vuid"]) == (u["vuid"] + 1, u["vuid"] + 2)
+    settled(c)
+    prefix = u["vuid"] & ~0xffffff
+
+    def listed(node, disk, stale=False):
+        r = c.get(node, f"/volume/unit/list?disk_id={disk}" + ("&stale=true" if stale else ""))
+        return [x["vuid"] for x in r.json()["volume_unit_infos"] if x["vuid"] & ~0xffffff == prefix]
+
+    assert u["disk_id"] not in (a["disk_id"], b["disk_id"])  # a move leaves the volume's disks
+    for i in (1, 2, 3):
+        for stale in (False, True):
+            assert listed(i, u["disk_id"], stale) == [u["vuid"]]  # not +1, not +2
+            assert listed(i, a["disk_id"], stale) == []
+            assert listed(i, b["disk_id"], stale) == []
+        assert get(c, i, vid)["units"][3]["vuid"] == u["vuid"]
+    # the chunks of the reservations exist on their blobnodes meanwhile
+    assert any(ch["vuid"] == a["vuid"] for ch in sim_chunks(sim, a["disk_id"]))
+    # switched to the latest reservation: listed there, with that epoch, nowhere else
+    upd = {"old_vuid": u["vuid"], "new_vuid": b["vuid"], "new_disk_id": b["disk_id"]}
+    assert c.post(3, "/volume/update", upd).status_code == 200
+    for i in (1, 2, 3):
+        assert listed(i, b["disk_id"]) == [b["vuid"]]
+        assert listed(i, u["disk_id"]) == []
+        if a["disk_id"] != b["disk_id"]:
+            assert listed(i, a["disk_id"]) == []
+    for v, d in ((u["vuid"], u["disk_id"]), (a["vuid"], a["disk_id"])):
+        assert c.post(1, "/volume/unit/release", {"vuid": v, "disk_id": d}).status_code == 200
 
 
 # ---- /volume/list cap (v3.3: 2000) ------------------------------------------------------------------

@@ -575,6 +575,8 @@ def test_dropped_disk_with_units_is_930(sim_cluster):
     vols = volumes(c)
     d = vols[0]["units"][0]["disk_id"]
     on_d = [(v["vid"], i, u) for v in vols for i, u in enumerate(v["units"]) if u["disk_id"] == d]
+    # CubeFS v3.2 and later drop only a readonly disk (the 2022 contract any normal one)
+    assert c.post(1, "/disk/access", {"disk_id": d, "readonly": True}).status_code == 200
     assert c.post(1, "/disk/drop", {"disk_id": d}).status_code == 200
     assert err(c.post(2, "/disk/dropped", {"disk_id": d})) == \
         (930, {"error": "dropped disk still has volume unit remain, migrate them firstly"})
