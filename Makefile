@@ -204,4 +204,5 @@ fmt-check:
 clean:
 	rm -rf build build-san build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(SIM_OBJ:.o=.d) $(CMCTL_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(SIM_OBJ:.o=.d) $(CMCTL_OBJ:.o=.d) \
+	$(BUILD)/obj/bench/volgen.d $(UNIT_BIN:=.d)

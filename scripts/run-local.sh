@@ -22,7 +22,10 @@ if [ "${1:-}" = "--fresh" ]; then
     rm -rf "$RUN"
 fi
 mkdir -p "$RUN"
-/usr/bin/python3 scripts/gen-config.py "$RUN" --data "$RUN/data" >/dev/null
+# The simulated fleet speaks the current CubeFS protocol, whose daemons read task switches as
+# true/false (docs/compatibility.md).
+/usr/bin/python3 scripts/gen-config.py "$RUN" --data "$RUN/data" \
+    --extra '{"task_switch_format":"current"}' >/dev/null
 
 PIDS=""
 SIM_PID=""

@@ -75,7 +75,7 @@ function renderSummary(d, rs, leaderStat) {
   const voters = d.members.filter((m) => m.role === "voter").length;
   text("member-count", String(d.members.length));
   text("member-roles", `${voters} voter(s), ${d.members.length - voters} learner(s)`);
-  text("version", "clustermgr " + node.version);
+  text("version", `clustermgr ${node.version} · cluster version ${d.stat.cluster_version}`);
   text("log-level", node.log_level);
   text("uptime", duration(node.uptime_s));
 }
@@ -107,7 +107,7 @@ function renderMembers(d, rs, leaderStat) {
     tb.append(el("tr", { class: isLeader ? "leader" : "", "data-id": String(m.id) },
       el("td", {}, String(m.id)), el("td", {}, m.role), el("td", {}, state), el("td", {}, m.raft),
       el("td", {}, http), el("td", {}, p ? String(p.match) : "–"), el("td", {}, lag),
-      el("td", {}, repl)));
+      el("td", {}, repl), el("td", {}, m.format_version ? String(m.format_version) : "?")));
   }
 }
 

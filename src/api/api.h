@@ -133,6 +133,8 @@ void h_stat(struct cm_job *j);
 void h_readindex(struct cm_job *j);
 void h_livez(struct cm_job *j);
 void h_readyz(struct cm_job *j);
+/* The body of GET /stat as this node answers it (also the dashboard's). */
+struct json_object *cm_stat_json(struct cm_node *n);
 /* The space_stat and volume_stat objects of /stat (also rendered by /metrics, the dashboard). */
 struct json_object *cm_space_stat(struct cm_node *n);
 struct json_object *cm_volume_stat(struct cm_node *n);

@@ -18,6 +18,7 @@
 #include "../util/json.h"
 #include "../util/log.h"
 #include "../util/timeutil.h"
+#include "../jobs/version_jobs.h"
 #include "api.h"
 #include "web_assets.h"
 
@@ -25,8 +26,9 @@
 #define CM_VERSION "dev"
 #endif
 
-static const char *const switches[] = {"disk_repair", "balance",      "disk_drop",
-                                       "blob_delete", "shard_repair", "vol_inspect"};
+static const char *const switches[] = {"disk_repair",    "balance",      "disk_drop",
+                                       "blob_delete",    "shard_repair", "vol_inspect",
+                                       "volume_inspect", "data_inspect"};
 
 static void serve_asset(struct cm_job *j, const char *name)
 {
@@ -76,6 +78,9 @@ static struct json_object *members(struct cm_node *n)
         json_object_object_add(e, "raft", json_object_new_string(s->address));
         json_object_object_add(e, "http", json_object_new_string(http ? http : ""));
         json_object_object_add(e, "role", json_object_new_string(role));
+        /* the format version its binary applies, as this node last heard (0: not yet) */
+        json_object_object_add(e, "format_version",
+                               json_object_new_int((int)cm_version_of_member(n, s->id)));
         json_object_array_add(arr, e);
     }
     return arr;
@@ -96,17 +101,6 @@ static struct json_object *history(struct cm_node *n)
         json_object_array_add(arr, e);
     }
     return arr;
-}
-
-/* /stat as this node would answer it. */
-static struct json_object *local_stat(struct cm_node *n)
-{
-    struct json_object *o = json_object_new_object();
-    json_object_object_add(o, "leader_host", json_object_new_string(cm_node_leader_host(n)));
-    json_object_object_add(o, "raft_status", cm_node_raft_status(n));
-    json_object_object_add(o, "space_stat", cm_space_stat(n));
-    json_object_object_add(o, "volume_stat", cm_volume_stat(n));
-    return o;
 }
 
 static struct json_object *dashboard_data(struct cm_node *n)
@@ -134,7 +128,7 @@ static struct json_object *dashboard_data(struct cm_node *n)
     cm_format_rfc3339(cm_now_ns(), now, sizeof now);
     json_object_object_add(node, "time", json_object_new_string(now));
     json_object_object_add(o, "node", node);
-    json_object_object_add(o, "stat", local_stat(n));
+    json_object_object_add(o, "stat", cm_stat_json(n));
     json_object_object_add(o, "leader_stat", NULL);
     json_object_object_add(o, "members", members(n));
     struct json_object *sw = json_object_new_object();

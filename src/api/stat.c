@@ -42,9 +42,8 @@ static struct json_object *raft_status(struct cm_node *n)
     return out;
 }
 
-void h_stat(struct cm_job *j)
+struct json_object *cm_stat_json(struct cm_node *n)
 {
-    struct cm_node *n = j->node;
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "leader_host", json_object_new_string(cm_node_leader_host(n)));
     /* the top-level `readonly` of the config file (CubeFS v3.2); access skips such a cluster */
@@ -53,7 +52,12 @@ void h_stat(struct cm_job *j)
     json_object_object_add(o, "space_stat", cm_space_stat(n));
     json_object_object_add(o, "volume_stat", cm_volume_stat(n));
     cm_version_stat(n, o);
-    cm_reply_json(j, o);
+    return o;
+}
+
+void h_stat(struct cm_job *j)
+{
+    cm_reply_json(j, cm_stat_json(j->node));
 }
 
 void h_readindex(struct cm_job *j)

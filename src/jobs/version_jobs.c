@@ -172,13 +172,16 @@ static void refuse(struct cm_job *j, unsigned cur, unsigned need, const char *wh
     cm_reply_error(j, 503, msg, "ClusterVersion");
 }
 
-/* Whether every member of the configuration last said it applies `need`. */
-static bool all_apply(struct cm_node *n, unsigned need)
+/* Whether no member of the configuration said it applies less than `need` (a member not heard
+ * from yet, as right after a new cluster started, may still say it does). */
+static bool none_older(struct cm_node *n, unsigned need)
 {
     const struct raft_configuration *c = &cm_node_raft(n)->configuration;
-    for (unsigned i = 0; i < c->n; i++)
-        if (cm_version_of_member(n, c->servers[i].id) < need)
+    for (unsigned i = 0; i < c->n; i++) {
+        unsigned v = cm_version_of_member(n, c->servers[i].id);
+        if (v != 0 && v < need)
             return false;
+    }
     return c->n > 0;
 }
 
@@ -189,7 +192,7 @@ bool cm_version_require(struct cm_job *j, unsigned need, const char *what)
     if (cur >= need)
         return true;
     struct version_state *vs = cm_node_ext(n, CM_EXT_VERSION);
-    if (vs && cm_node_is_leader(n) && need <= CM_FORMAT_VERSION && all_apply(n, need)) {
+    if (vs && cm_node_is_leader(n) && need <= CM_FORMAT_VERSION && none_older(n, need)) {
         if (vs->parked.n == 0)
             vs->parked_since_ms = cm_mono_ms();
         cm_jlist_push(&vs->parked, j);

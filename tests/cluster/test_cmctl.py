@@ -13,7 +13,10 @@ from cmcluster import ROOT, BUILD
 CMCTL = os.path.join(ROOT, BUILD, "cmctl")
 GROUPS = ["stat", "member", "config", "task", "disk", "node", "volume", "chunk", "service", "kv", "bid",
           "snapshot", "raw"]
-SWITCHES = ["disk_repair", "balance", "disk_drop", "blob_delete", "shard_repair", "vol_inspect"]
+# the 2022 names, then the current ones (volume_inspect is vol_inspect; data_inspect is the
+# blobnode's); the test clusters spell them Enable/Disable (task_switch_format inferred "2022")
+SWITCHES = ["disk_repair", "balance", "disk_drop", "blob_delete", "shard_repair", "vol_inspect",
+            "volume_inspect", "data_inspect"]
 
 
 def run(*args, hosts=None, stdin=None, env=None):

@@ -36,12 +36,14 @@ def test_bootstrap_elects_one_leader(cluster3):
 
 def test_stat_shape_matches_reference(cluster3):
     st = cluster3.stat(1)
-    assert list(st) == ["leader_host", "raft_status", "space_stat", "volume_stat"]
+    # the reference's keys (read_only since CubeFS v3.2), then our cluster versions
+    assert list(st) == ["leader_host", "read_only", "raft_status", "space_stat", "volume_stat",
+                        "cluster_version", "member_versions"]
     assert list(st["raft_status"])[:9] == ["nodeId", "term", "vote", "commit", "leader",
                                            "raftState", "applied", "raftApplied", "transferee"]
     ss = st["space_stat"]
-    assert list(ss) == ["total_space", "free_space", "used_space", "writable_space",
-                        "total_blob_node", "total_disk", "disk_stat_infos"]
+    assert list(ss) == ["total_space", "free_space", "readonly_space", "used_space",
+                        "writable_space", "total_blob_node", "total_disk", "disk_stat_infos"]
     assert [d["idc"] for d in ss["disk_stat_infos"]] == ["z0"]
     assert list(st["volume_stat"]) == ["total_volume", "idle_volume", "can_alloc_volume",
                                        "active_volume", "lock_volume", "unlocking_volume"]

@@ -24,11 +24,19 @@ def b64(obj):
     return base64.b64encode(json.dumps(obj).encode()).decode()
 
 
-def same_everywhere(c, path, nodes=(1, 2, 3)):
+def same_everywhere(c, path, nodes=(1, 2, 3), view=lambda x: x):
+    """Every node answers the same `view` of the answer (heartbeats keep changing the space
+    numbers of disks while the fleet runs: compare what they do not touch)."""
     got = [c.get(i, path) for i in nodes]
-    assert all(g.status_code == 200 and g.json() == got[0].json() for g in got), \
-        [g.text[:300] for g in got]
+    assert all(g.status_code == 200 for g in got), [g.text[:300] for g in got]
+    views = [view(g.json()) for g in got]
+    assert all(v == views[0] for v in views), views
     return got[0].json()
+
+
+def identity(listing):
+    return [(d["disk_id"], d["node_id"], d["disk_set_id"], d["host"], d["status"])
+            for d in listing["disks"]]
 
 
 class Scheduler:
@@ -94,7 +102,7 @@ def test_fleet_life_and_scheduler_drain(make_cluster, generation):
     sim = Sim(c, hosts=4, disks=3, extra=["--generation", generation]).start()
     try:
         sim.wait(lambda: sim.stats()["registered"] == 12, what="registration")
-        disks = same_everywhere(c, "/disk/list?count=200")["disks"]
+        disks = same_everywhere(c, "/disk/list?count=200", view=identity)["disks"]
         assert len(disks) == 12
         topo = same_everywhere(c, "/topo/info")
         if generation == "current":

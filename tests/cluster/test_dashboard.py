@@ -153,12 +153,13 @@ def test_dashboard_in_chromium(make_cluster, tmp_path):
             assert r[3] == c.raft_addr(i) and r[4] == c.http(i)
             assert r[6] == "0"  # caught up
             assert r[7] == "replicate"
+            assert r[8] == "2"  # the format version of its binary
         assert st["idcs"] == ["z0", "z1", "z2"]
         assert st["volumes"] == ["total", "idle", "allocatable", "active", "lock", "unlocking"]
         assert st["history"] >= 1
         assert {k: v["checked"] for k, v in st["sw"].items()} == {
             "disk_repair": False, "balance": False, "disk_drop": False, "blob_delete": True,
-            "shard_repair": False, "vol_inspect": False}
+            "shard_repair": False, "vol_inspect": False, "data_inspect": False}
         assert st["sw"]["blob_delete"]["shown"] == "Enable"
 
         # switch balance on with a click on its toggle; the follower forwards the write

@@ -13,7 +13,8 @@ import pytest
 
 from cmcluster import BINARY, ROOT, Cluster
 
-SWITCHES = ["disk_repair", "balance", "disk_drop", "blob_delete", "shard_repair", "vol_inspect"]
+SWITCHES = ["disk_repair", "balance", "disk_drop", "blob_delete", "shard_repair", "vol_inspect",
+            "volume_inspect", "data_inspect"]
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
@@ -331,6 +332,9 @@ def test_dashboard_data(ops3):
         assert d["stat"]["raft_status"]["nodeId"] == i
         assert [(m["id"], m["role"], m["raft"], m["http"]) for m in d["members"]] == \
             [(k, "voter", c.raft_addr(k), c.http(k)) for k in (1, 2, 3)]
+        # the cluster version, and the format version each member's binary applies
+        assert d["stat"]["cluster_version"] == 2
+        assert [m["format_version"] for m in d["members"]] == [2, 2, 2]
         assert set(d["switches"]) == set(SWITCHES)
         assert d["leader_history"] and d["leader_history"][0]["leader"] == lid
         if i == lid:
