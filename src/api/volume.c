@@ -17,9 +17,9 @@
 
 #include "../client/blobnode.h"
 #include "../fsm/codemode.h"
+#include "../fsm/mod_cluster.h"
 #include "../fsm/mod_disk.h"
 #include "../fsm/mod_volume.h"
-#include "../jobs/version_jobs.h"
 #include "../jobs/volume_jobs.h"
 #include "../util/json.h"
 #include "../util/log.h"
@@ -767,16 +767,17 @@ void h_volume_unlock(struct cm_job *j)
         cm_reply_code(j, CM_ERR_UNLOCK_NOT_ALLOW);
         return;
     }
+    /* a forced unlock is a command of format 2: while the cluster is at version 1 (a rolling
+     * upgrade) `force` is ignored, as CubeFS clients before v3.5.1 never send it */
+    bool force = a->force && cm_cluster_version(cm_node_fsm(j->node)) >= 2;
     if (v.status == CM_VOL_IDLE ||
-        (v.status == CM_VOL_UNLOCKING && (!a->force || v.task_type == CM_TASK_UNLOCK_FORCE))) {
+        (v.status == CM_VOL_UNLOCKING && (!force || v.task_type == CM_TASK_UNLOCK_FORCE))) {
         cm_reply_empty(j);
         return;
     }
-    if (a->force && !cm_version_require(j, 2, "POST /volume/unlock with force"))
-        return;
     struct cm_buf b = {0};
     cm_volume_enc_vid(&b, a->vid);
-    cm_job_propose(j, CM_MOD_VOLUME, a->force ? CM_VOL_OP_UNLOCK_FORCE : CM_VOL_OP_UNLOCK, &b,
+    cm_job_propose(j, CM_MOD_VOLUME, force ? CM_VOL_OP_UNLOCK_FORCE : CM_VOL_OP_UNLOCK, &b,
                    status_change_applied);
 }
 
