@@ -427,14 +427,8 @@ void h_disk_list(struct cm_job *j)
  * get their health recomputed before the answer (the reference's VolumeMgr op 8). */
 static void disk_changed(struct cm_job *j, int status, struct cm_result *res)
 {
-    if (status != CM_APPLIED) {
-        cm_reply_code(j, CM_ERR_RAFT_PROPOSE);
+    if (cm_reply_failed(j, status, res))
         return;
-    }
-    if (res->code) {
-        cm_reply_code(j, res->code);
-        return;
-    }
     cm_volume_disk_refresh(j, ((struct disk_args *)j->args)->disk_id);
 }
 
@@ -463,14 +457,8 @@ void h_disk_set(struct cm_job *j)
 
 static void heartbeat_applied(struct cm_job *j, int status, struct cm_result *res)
 {
-    if (status != CM_APPLIED) {
-        cm_reply_code(j, CM_ERR_RAFT_PROPOSE);
+    if (cm_reply_failed(j, status, res))
         return;
-    }
-    if (res->code) {
-        cm_reply_code(j, res->code);
-        return;
-    }
     struct json_object *o = j->hstate;
     j->hstate = NULL;
     cm_reply_json(j, o);

@@ -108,14 +108,8 @@ out:
 
 static void node_added(struct cm_job *j, int status, struct cm_result *res)
 {
-    if (status != CM_APPLIED) {
-        cm_reply_code(j, CM_ERR_RAFT_PROPOSE);
+    if (cm_reply_failed(j, status, res))
         return;
-    }
-    if (res->code) {
-        cm_reply_code(j, res->code);
-        return;
-    }
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "node_id", json_object_new_uint64(res->v[0]));
     cm_reply_json(j, o);

@@ -609,14 +609,8 @@ struct retain_state {
 
 static void retain_applied(struct cm_job *j, int status, struct cm_result *res)
 {
-    if (status != CM_APPLIED) {
-        cm_reply_code(j, CM_ERR_RAFT_PROPOSE);
+    if (cm_reply_failed(j, status, res))
         return;
-    }
-    if (res->code) {
-        cm_reply_code(j, res->code);
-        return;
-    }
     const struct retain_state *rs = j->hstate;
     const struct cm_vol_granted *g = res->data;
     struct json_object *arr = json_object_new_array();
@@ -715,14 +709,8 @@ void h_volume_retain(struct cm_job *j)
 
 static void status_change_applied(struct cm_job *j, int status, struct cm_result *res)
 {
-    if (status != CM_APPLIED) {
-        cm_reply_code(j, CM_ERR_RAFT_PROPOSE);
+    if (cm_reply_failed(j, status, res))
         return;
-    }
-    if (res->code) {
-        cm_reply_code(j, res->code);
-        return;
-    }
     struct vol_args *a = j->args;
     if (res->v[0]) /* a task record was written: run it */
         cm_volume_task_kick(j->node, a->vid);
@@ -895,14 +883,8 @@ static void unit_create_done(struct cm_node *n, uint64_t owner, uint64_t tag,
 
 static void unit_alloc_applied(struct cm_job *j, int status, struct cm_result *res)
 {
-    if (status != CM_APPLIED) {
-        cm_reply_code(j, CM_ERR_RAFT_PROPOSE);
+    if (cm_reply_failed(j, status, res))
         return;
-    }
-    if (res->code) {
-        cm_reply_code(j, res->code);
-        return;
-    }
     struct vol_args *a = j->args;
     struct cm_fsm *fsm = cm_node_fsm(j->node);
     struct cm_vol v;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../util/buf.h"
+#include "../util/codec.h"
 #include "../util/log.h"
 #include "../util/map.h"
 #include "mod_cluster.h"
@@ -209,46 +210,17 @@ const char *cm_config_get(struct cm_fsm *fsm, const char *key)
     return cm_config_lookup(fsm, key, &v, &n) ? v : NULL;
 }
 
-/* Length of the UTF-8 sequence at p (1..4), or 0 when it is not one. */
-static size_t utf8_len(const unsigned char *p, size_t left)
-{
-    unsigned c = p[0];
-    size_t len;
-    unsigned cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2, cp = c & 0x1F;
-    else if (c >= 0xE0 && c <= 0xEF)
-        len = 3, cp = c & 0x0F;
-    else if (c >= 0xF0 && c <= 0xF4)
-        len = 4, cp = c & 0x07;
-    else
-        return 0;
-    if (left < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        cp = cp << 6 | (p[i] & 0x3F);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
 struct json_object *cm_config_json_string(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0, n;
-    while (i < len && (n = utf8_len(p + i, len - i)) != 0)
+    while (i < len && (n = cm_utf8_seq(p + i, len - i)) != 0)
         i += n;
     if (i == len)
         return json_object_new_string_len(s, (int)len);
     struct cm_buf b = {0};
     for (i = 0; i < len;) {
-        n = utf8_len(p + i, len - i);
+        n = cm_utf8_seq(p + i, len - i);
         if (n == 0) {
             cm_buf_append(&b, "\xEF\xBF\xBD", 3);
             i++;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../util/base64.h"
+#include "../util/codec.h"
 #include "../util/log.h"
 
 /* Immutable once built; shared between the tree and snapshot copies. */
@@ -85,33 +86,8 @@ bool cm_kv_key_valid(const char *key, size_t klen)
         return false;
     const unsigned char *p = (const unsigned char *)key, *end = p + klen;
     while (p < end) {
-        unsigned c = *p;
-        if (c == 0)
-            return false;
-        if (c < 0x80) {
-            p++;
-            continue;
-        }
-        size_t len;
-        unsigned cp;
-        if (c >= 0xC2 && c <= 0xDF)
-            len = 2, cp = c & 0x1F;
-        else if (c >= 0xE0 && c <= 0xEF)
-            len = 3, cp = c & 0x0F;
-        else if (c >= 0xF0 && c <= 0xF4)
-            len = 4, cp = c & 0x07;
-        else
-            return false;
-        if ((size_t)(end - p) < len)
-            return false;
-        for (size_t i = 1; i < len; i++) {
-            if ((p[i] & 0xC0) != 0x80)
-                return false;
-            cp = cp << 6 | (p[i] & 0x3F);
-        }
-        /* overlong forms, surrogates and code points past U+10FFFF */
-        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
+        size_t len = *p ? cm_utf8_seq(p, (size_t)(end - p)) : 0;
+        if (len == 0)
             return false;
         p += len;
     }

@@ -440,15 +440,23 @@ static void pf_remove(struct cm_node *n, struct pending *p)
     p->fprev = p->fnext = NULL;
 }
 
+bool cm_reply_failed(struct cm_job *j, int status, const struct cm_result *res)
+{
+    if (status != CM_APPLIED) {
+        cm_reply_code(j, CM_ERR_RAFT_PROPOSE);
+        return true;
+    }
+    if (res && res->code) {
+        cm_reply_code(j, res->code);
+        return true;
+    }
+    return false;
+}
+
 static void default_job_applied(struct cm_job *j, int status, struct cm_result *res)
 {
-    if (status == CM_APPLIED) {
-        if (res && res->code)
-            cm_reply_code(j, res->code);
-        else
-            cm_reply_empty(j);
-    } else
-        cm_reply_code(j, CM_ERR_RAFT_PROPOSE);
+    if (!cm_reply_failed(j, status, res))
+        cm_reply_empty(j);
 }
 
 static void resolve(struct cm_node *n, struct pending *p, int status, struct cm_result *res)

@@ -70,6 +70,9 @@ enum {
 };
 
 typedef void (*cm_job_applied_fn)(struct cm_job *j, int status, struct cm_result *res);
+/* For a job's applied callback: answer 906 when the proposal did not apply, or the error code
+ * apply decided; true when it answered (the job must not be touched then). */
+bool cm_reply_failed(struct cm_job *j, int status, const struct cm_result *res);
 typedef void (*cm_applied_fn)(struct cm_node *n, void *arg, int status, struct cm_result *res);
 
 /* Propose a command on behalf of a job. `cb` runs when the outcome is known, unless the job was

@@ -47,6 +47,10 @@ char *cm_get_strdup(struct cm_dec *d);
 void cm_get_strbuf(struct cm_dec *d, char *out, size_t cap);
 size_t cm_dec_left(const struct cm_dec *d);
 
+/* Length (1..4) of the well-formed UTF-8 sequence at p (no overlong forms, surrogates or code
+ * points past U+10FFFF), 0 when there is none within `left` bytes. */
+size_t cm_utf8_seq(const unsigned char *p, size_t left);
+
 /* Big-endian helpers for raw byte arrays. */
 static inline uint32_t cm_be32(const uint8_t *p)
 {

@@ -11,6 +11,7 @@ import json
 import struct
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -144,6 +145,20 @@ class Cluster:
         if wait_leader:
             self.wait_version(self.wait_leader())
         return self
+
+    def wipe_and_readd(self, victim, lid):
+        """Kill `victim`, wipe its data directory, and add it back empty under the same id
+        through leader `lid` (remove, start without peers, add as a voter): it catches up from
+        a snapshot."""
+        self.kill(victim)
+        shutil.rmtree(self.data_dir(victim))
+        assert self.post(lid, "/member/remove", {"peer_id": victim}).status_code == 200
+        self.configs[victim]["raft_config"]["server_config"].pop("peers")
+        self.write_config(victim)
+        self.start(victim)
+        r = self.post(lid, "/member/add", {"peer_id": victim, "host": self.raft_addr(victim),
+                                           "member_type": 2, "node_host": self.http(victim)})
+        assert r.status_code == 200, r.text
 
     def wait_version(self, i, timeout=20):
         """A new cluster starts at cluster version 1 and its leader raises it within a second or

@@ -119,17 +119,8 @@ def test_wiped_member_catches_up_from_snapshot(make_cluster):
         assert c.post(1, "/config/set", {"key": f"s{k}", "value": str(k)}).status_code == 200
     lid = c.wait_leader()
     victim = next(i for i in (1, 2, 3) if i != lid)
-    c.kill(victim)
-    import shutil
-    shutil.rmtree(c.data_dir(victim))
     # the wiped node comes back empty under the same id: remove and add it again
-    assert c.post(lid, "/member/remove", {"peer_id": victim}).status_code == 200
-    c.configs[victim]["raft_config"]["server_config"].pop("peers")
-    c.write_config(victim)
-    c.start(victim)
-    r = c.post(lid, "/member/add", {"peer_id": victim, "host": c.raft_addr(victim),
-                                    "member_type": 2, "node_host": c.http(victim)})
-    assert r.status_code == 200, r.text
+    c.wipe_and_readd(victim, lid)
     end = time.time() + 20
     while time.time() < end:
         r = c.get(victim, "/config/get?key=s199")

@@ -2,7 +2,6 @@
 clusters: /node/add with every check, /disk/add under a node, the compatible re-register, /node/drop,
 /node/info, /topo/info equal on every node and after a restart and a snapshot install, and the
 heartbeat filter of heartbeat_notify_interval_s."""
-import shutil
 import time
 
 from cmcluster import Cluster
@@ -244,15 +243,7 @@ def test_topology_same_after_restart_and_snapshot_install(make_cluster):
     # assignments agree with the others
     lid = c.wait_leader()
     victim = next(i for i in (1, 2, 3) if i != lid)
-    c.kill(victim)
-    shutil.rmtree(c.data_dir(victim))
-    assert c.post(lid, "/member/remove", {"peer_id": victim}).status_code == 200
-    c.configs[victim]["raft_config"]["server_config"].pop("peers")
-    c.write_config(victim)
-    c.start(victim)
-    r = c.post(lid, "/member/add", {"peer_id": victim, "host": c.raft_addr(victim),
-                                    "member_type": 2, "node_host": c.http(victim)})
-    assert r.status_code == 200, r.text
+    c.wipe_and_readd(victim, lid)
     end = time.time() + 20
     while time.time() < end and c.get(victim, "/topo/info").json() != want:
         time.sleep(0.1)
