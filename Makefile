@@ -118,7 +118,7 @@ unit: $(UNIT_BIN) $(REPLAY_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 	@set -e; for t in $(FUZZ_NAMES); do $(BUILD)/tests/replay_$$t tests/fuzz/corpus/$$t; done
 
-cluster: $(BUILD)/clustermgr $(BUILD)/blobnode-sim $(BUILD)/cmctl $(TOOL_BIN) $(FAULTIO) \
+cluster: $(BUILD)/clustermgr $(BUILD)/blobnode-sim $(BUILD)/cmctl $(BUILD)/volgen $(TOOL_BIN) $(FAULTIO) \
 		$(BUILD)/loadgen
 	CM_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q -x --basetemp=$(BUILD)/pytest-tmp tests/cluster tests/chaos $(PYTEST_ARGS)
 
@@ -186,6 +186,7 @@ bench: bench-deps all bench-tools
 	$(BENCH_PY) bench/bench_services.py $(BENCH_ARGS)
 	$(BENCH_PY) bench/bench_disks.py $(BENCH_ARGS)
 	$(BENCH_PY) bench/bench_volumes.py $(BENCH_ARGS)
+	$(BENCH_PY) bench/bench_nodes.py $(BENCH_ARGS)
 bench-etcd: bench-deps all bench-tools
 	$(BENCH_PY) bench/bench_etcd.py $(BENCH_ARGS)
 bench-knobs: bench-deps all bench-tools

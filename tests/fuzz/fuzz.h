@@ -122,7 +122,7 @@ static inline struct cm_fsm *fuzz_fsm(void)
                                       .disk_set_cap = 3,
                                       .disk_per_node = 2};
     for (int i = 0; i < 3; i++) {
-        char host[40], idc[8];
+        char host[40], idc[16];
         snprintf(host, sizeof host, "http://127.0.1.%d:8899", i + 1);
         snprintf(idc, sizeof idc, "z%d", i);
         struct cm_node_info n = {
