@@ -27,8 +27,11 @@
 #define CM_CMD_MAGIC 0xC7
 #define CM_CMD_VERSION 1 /* the first format */
 /* The highest format version of commands and snapshot sections this binary applies and loads
- * (the "cluster version" it can take part in). 2: nodes and copy sets (CubeFS v3.5.1). */
+ * (the "cluster version" it can take part in). 2: nodes and copy sets (CubeFS v3.5.1). A test
+ * builds a binary with a later one to play a later release (tests/cluster/test_upgrade.py). */
+#ifndef CM_FORMAT_VERSION
 #define CM_FORMAT_VERSION 2
+#endif
 #define CM_CMD_HDR 32
 #define CM_CMD_MAX_PAYLOAD (64u << 20)
 

@@ -720,6 +720,18 @@ static void run_handler(struct cm_job *j)
     j->route->handle(j);
 }
 
+/* j->read_index of a write job on the leader: it waited for a read barrier (write jobs on the
+ * leader use no read index otherwise) */
+#define WRITE_CONFIRMED UINT64_MAX
+
+bool cm_node_write_confirmed(struct cm_job *j)
+{
+    if (j->read_index == WRITE_CONFIRMED)
+        return true;
+    cm_jlist_push(&j->node->reads_next, j);
+    return false;
+}
+
 static void dispatch(struct cm_node *n, struct cm_job *j)
 {
     int flags = j->route->flags;
@@ -735,7 +747,14 @@ static void dispatch(struct cm_node *n, struct cm_job *j)
         cm_reply_error(j, 503, "this node was removed from the cluster and no longer serves", NULL);
         return;
     }
+    if (n->fsm->blocked_need) { /* its state lags the log: no read or write can be right */
+        char why[200];
+        cm_node_ready(n, why, sizeof why);
+        cm_reply_error(j, 503, why, NULL);
+        return;
+    }
     if (flags & CM_R_WRITE) {
+        j->read_index = 0; /* not confirmed by a barrier yet */
         if (!cm_node_is_leader(n))
             forward(n, j);
         else if (!n->leader_ready)
@@ -773,9 +792,11 @@ static void read_barrier_cb(struct raft_barrier *req, int status)
     cm_jlist_splice(&batch, &n->reads_inflight);
     struct cm_job *j;
     while ((j = cm_jlist_pop(&batch)) != NULL) {
-        if (status == 0)
+        if (status == 0) {
+            if (j->route->flags & CM_R_WRITE) /* a write that changes nothing: answer now */
+                j->read_index = WRITE_CONFIRMED;
             run_handler(j);
-        else
+        } else
             dispatch(n, j);
     }
 }

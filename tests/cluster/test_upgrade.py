@@ -292,3 +292,54 @@ def test_rolling_upgrade_from_the_previous_release(make_cluster):
     equal_digests(c, (victim, lid))
     tl(f"node {victim} back on this release, caught up, same digest")
     tl.save()
+
+
+FUTURE_DIR = os.path.join(ROOT, "build", "future")
+FUTURE_BIN = os.path.join(FUTURE_DIR, "clustermgr")
+APPEND = os.path.join(ROOT, BUILD, "tests", "tools", "append_entry")
+
+
+def build_future():
+    """This tree built as a later release would be: one that applies format 3."""
+    if not os.path.exists(FUTURE_BIN):
+        p = subprocess.run(["make", "-C", ROOT, "-j2", "BUILD=build/future",
+                            "OPT=-O1 -g -DCM_FORMAT_VERSION=3", "build/future/clustermgr"],
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    return FUTURE_BIN
+
+
+def kv_set_payload(key, value):
+    return (bytes([len(key)]) + key.encode() + value.encode()).hex()
+
+
+def test_a_command_of_a_later_format_stops_the_node_until_a_release_that_reads_it(make_cluster):
+    """A node whose log holds a command of a format above its own (possible only when an older
+    binary is started on a newer cluster's data directory) applies nothing from there on, says
+    why in its log and /readyz, answers every request 503 instead of from a state that lags, and
+    applies the whole log once restarted on a release that reads the format."""
+    future = build_future()
+    c = make_cluster(nodes=1)
+    assert c.post(1, "/kv/set", {"key": "before", "value": "MQ=="}).status_code == 200
+    assert c.stop(1) == 0
+    p = subprocess.run([APPEND, c.data_dir(1), "1", c.raft_addr(1), "3", "7", "1",
+                        kv_set_payload("later", "v")], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    c.start(1)
+    end = time.time() + 20
+    while time.time() < end and "stopped applying" not in c.log_text(1):
+        time.sleep(0.1)
+    assert "a log entry needs format version 3 and this binary applies up to 2" in c.log_text(1)
+    r = requests.get(c.url(1, "/readyz"), timeout=5)
+    assert r.status_code == 503 and "needs format version 3" in r.json()["reason"], r.text
+    for method, path, body in (("GET", "/kv/get/before", None),
+                               ("POST", "/kv/set", {"key": "x", "value": "eA=="})):
+        r = requests.request(method, c.url(1, path), json=body, timeout=10)
+        assert r.status_code == 503 and "stopped applying" in r.json()["error"], r.text
+    # restarted on a release that reads format 3: the log applies from the last snapshot on
+    assert c.stop(1) == 0
+    c.binaries[1] = future
+    c.start(1)
+    wait_ready(c, 1)
+    assert c.get(1, "/kv/get/later").json() == {"value": "dg=="}
+    assert c.get(1, "/kv/get/before").json() == {"value": "MQ=="}
