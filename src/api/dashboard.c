@@ -186,7 +186,7 @@ void h_dashboard_data(struct cm_job *j)
     char url[512];
     snprintf(url, sizeof url, "%s%s/stat", cm_node_cfg(n)->node_protocol, addr);
     struct cm_httpc_req *r = cm_httpc_req_new("GET", url);
-    cm_httpc_req_header(r, "X-Clustermgr-Internal: 1");
+    cm_node_internal_headers(n, r, "/stat", ""); /* signed when auth is on */
     r->timeout_ms = 1000;
     r->done = leader_stat_done;
     r->data = j;

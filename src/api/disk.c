@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../client/httpc.h"
 #include "../fsm/mod_disk.h"
 #include "../fsm/mod_node.h"
 #include "../fsm/mod_scope.h"
@@ -155,6 +156,12 @@ static int parse_diskinfo(struct cm_job *j, bool admin)
     }
     if (!admin && (d->status < CM_DISK_NORMAL || d->status > CM_DISK_DROPPED)) {
         cm_job_set_code(j, CM_ERR_INVALID_DISK_STATUS);
+        goto out;
+    }
+    /* The leader calls the host of a disk: only a blobnode address (docs/security.md). A disk of
+     * a node takes the node's host, so it may leave its own empty. */
+    if (d->host[0] != '\0' ? !cm_httpc_host_ok(d->host) : (!admin && a->node_id == 0)) {
+        cm_job_set_code(j, CM_ERR_ILLEGAL_ARGUMENTS);
         goto out;
     }
     a->disk_id = d->disk_id;
@@ -441,7 +448,8 @@ void h_disk_set(struct cm_job *j)
         return;
     }
     if (d.status == a->status) {
-        cm_reply_empty(j);
+        if (cm_node_write_confirmed(j)) /* a deposed leader must not say "done" */
+            cm_reply_empty(j);
         return;
     }
     /* v3.5.1+: 913 for a dropping disk (3.2-3.5.0 said 932; a current blobnode retries its

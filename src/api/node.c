@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../client/httpc.h"
 #include "../fsm/mod_disk.h"
 #include "../fsm/mod_node.h"
 #include "../jobs/version_jobs.h"
@@ -100,6 +101,11 @@ int parse_node_add(struct cm_job *j)
         a->rack = cm_strdup("");
     if (!a->host)
         a->host = cm_strdup("");
+    /* the leader calls a node's disks at this host: only a blobnode address (docs/security.md) */
+    if (!cm_httpc_host_ok(a->host)) {
+        cm_job_set_code(j, CM_ERR_ILLEGAL_ARGUMENTS);
+        goto out;
+    }
     rc = 0;
 out:
     json_object_put(o);

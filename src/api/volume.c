@@ -562,8 +562,9 @@ void h_volume_alloc(struct cm_job *j)
     struct vol_args *a = j->args;
     struct cm_node *n = j->node;
     const struct cm_config *cfg = cm_node_cfg(n);
-    if (a->is_init) {
-        cm_reply_json(j, leases_of(j, j->client_ip, a->code_mode));
+    if (a->is_init) { /* a read of the caller's leases: as linearizable as one */
+        if (cm_node_write_confirmed(j))
+            cm_reply_json(j, leases_of(j, j->client_ip, a->code_mode));
         return;
     }
     if (a->count <= 0) {
@@ -726,7 +727,8 @@ void h_volume_lock(struct cm_job *j)
         return;
     }
     if (v.status == CM_VOL_LOCK) {
-        cm_reply_empty(j);
+        if (cm_node_write_confirmed(j)) /* a deposed leader must not say "locked" */
+            cm_reply_empty(j);
         return;
     }
     if (v.status != CM_VOL_IDLE) {
@@ -760,7 +762,8 @@ void h_volume_unlock(struct cm_job *j)
     bool force = a->force && cm_cluster_version(cm_node_fsm(j->node)) >= 2;
     if (v.status == CM_VOL_IDLE ||
         (v.status == CM_VOL_UNLOCKING && (!force || v.task_type == CM_TASK_UNLOCK_FORCE))) {
-        cm_reply_empty(j);
+        if (cm_node_write_confirmed(j))
+            cm_reply_empty(j);
         return;
     }
     struct cm_buf b = {0};
@@ -1190,7 +1193,8 @@ void h_chunk_set_compact(struct cm_job *j)
         return;
     }
     if (u.compacting == a->compact) {
-        cm_reply_empty(j);
+        if (cm_node_write_confirmed(j))
+            cm_reply_empty(j);
         return;
     }
     struct cm_buf b = {0};

@@ -1,6 +1,8 @@
 /* Outgoing HTTP client; see httpc.h. */
 #include "httpc.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -101,6 +103,98 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
     return len;
 }
 
+/* dotted quad of four decimal octets without leading zeros */
+static bool is_ipv4(const char *s, size_t n)
+{
+    size_t i = 0;
+    for (int part = 0; part < 4; part++) {
+        if (part && (i >= n || s[i++] != '.'))
+            return false;
+        size_t start = i;
+        unsigned v = 0;
+        while (i < n && s[i] >= '0' && s[i] <= '9' && i - start < 3)
+            v = v * 10 + (unsigned)(s[i++] - '0');
+        if (i == start || v > 255 || (s[start] == '0' && i - start > 1))
+            return false;
+    }
+    return i == n;
+}
+
+static bool is_ipv6(const char *s, size_t n)
+{
+    char tmp[INET6_ADDRSTRLEN + 1];
+    struct in6_addr a;
+    if (n == 0 || n >= sizeof tmp)
+        return false;
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    return inet_pton(AF_INET6, tmp, &a) == 1;
+}
+
+/* letters, digits and hyphens in labels of 1-63 not starting or ending with a hyphen; at most
+ * 253 bytes; not all digits and dots (that would be a malformed IPv4 literal) */
+static bool is_dns_name(const char *s, size_t n)
+{
+    if (n == 0 || n > 253)
+        return false;
+    size_t label = 0;
+    bool alpha = false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == '.') {
+            if (label == 0 || s[i - 1] == '-')
+                return false;
+            label = 0;
+            continue;
+        }
+        bool letter = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+        if (!letter && ch != '-' && !(ch >= '0' && ch <= '9'))
+            return false;
+        if (ch == '-' && label == 0)
+            return false;
+        alpha = alpha || letter || ch == '-';
+        if (++label > 63)
+            return false;
+    }
+    return label > 0 && s[n - 1] != '-' && alpha;
+}
+
+bool cm_httpc_host_ok(const char *host)
+{
+    const char *p;
+    if (strncmp(host, "http://", 7) == 0)
+        p = host + 7;
+    else if (strncmp(host, "https://", 8) == 0)
+        p = host + 8;
+    else
+        return false;
+    const char *colon;
+    if (*p == '[') {
+        const char *close = strchr(p, ']');
+        if (close == NULL || !is_ipv6(p + 1, (size_t)(close - p - 1)))
+            return false;
+        colon = close + 1;
+    } else {
+        colon = strchr(p, ':');
+        if (colon == NULL)
+            return false;
+        size_t n = (size_t)(colon - p);
+        if (!is_ipv4(p, n) && !is_dns_name(p, n))
+            return false;
+    }
+    if (*colon != ':')
+        return false;
+    const char *d = colon + 1;
+    unsigned long port = 0;
+    size_t digits = 0;
+    while (d[digits] >= '0' && d[digits] <= '9' && digits < 5)
+        port = port * 10 + (unsigned long)(d[digits++] - '0');
+    if (digits == 0 || d[0] == '0' || port > 65535)
+        return false;
+    d += digits;
+    return d[0] == '\0' || (d[0] == '/' && d[1] == '\0');
+}
+
 static void start_one(struct cm_httpc *c, struct cm_httpc_req *r)
 {
     CURL *e = curl_easy_init();
@@ -124,6 +218,11 @@ static void start_one(struct cm_httpc *c, struct cm_httpc_req *r)
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    /* Hosts come from clients (disk and node registrations): speak HTTP(S) only, whatever the
+     * URL says, and never follow a redirect to somewhere else. */
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     /* forward the request target verbatim: no removal of (escaped) dot segments */
     curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
     /* never wait for "100 Continue" */

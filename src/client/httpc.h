@@ -44,6 +44,11 @@ struct cm_httpc_req {
     bool too_large;
 };
 
+/* Whether `host` may be registered as the address of a blobnode (disks and nodes): "http://" or
+ * "https://", an IPv4 literal, a bracketed IPv6 literal or a DNS name, ":port" (1-65535) and at
+ * most one trailing "/"; no user info, path, query or fragment (docs/security.md). */
+bool cm_httpc_host_ok(const char *host);
+
 struct cm_httpc *cm_httpc_new(uv_loop_t *loop);
 /* Stop the worker; requests still in flight complete with status 0 ("client closed"). The
  * close finishes asynchronously on the loop; `closed` (may be NULL) is called then. */

@@ -1396,7 +1396,8 @@ uint32_t *cm_disk_dropping(struct cm_fsm *fsm, size_t *n)
 {
     struct disk_state *st = S(fsm);
     uint32_t *v = cm_malloc((st->dropping.n + 1) * sizeof *v);
-    memcpy(v, st->dropping.v, st->dropping.n * sizeof *v);
+    if (st->dropping.n) /* memcpy from a NULL source is undefined even for 0 bytes */
+        memcpy(v, st->dropping.v, st->dropping.n * sizeof *v);
     *n = st->dropping.n;
     return v;
 }

@@ -97,6 +97,12 @@ void cm_node_transfer(struct cm_node *n, struct cm_job *j, uint64_t id);
 /* What this node knows about member `id` (GET /internal/member, used by removal probes). */
 struct json_object *cm_node_member_view(struct cm_node *n, uint64_t id);
 
+/* For a write handler on the leader about to answer from state because the write would change
+ * nothing: true when it may, as the job already waited for a barrier like a linearizable read;
+ * otherwise the job is queued behind the next read barrier (the handler then runs again from the
+ * start, and may find a change to propose after all) and the handler must return. */
+bool cm_node_write_confirmed(struct cm_job *j);
+
 /* Mark an outgoing request as node-to-node (and sign it when auth is on). */
 struct cm_httpc_req;
 void cm_node_internal_headers(struct cm_node *n, struct cm_httpc_req *r, const char *path,
