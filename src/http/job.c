@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/codec.h"
 #include "../util/json.h"
 #include "errors.h"
 
@@ -91,10 +92,36 @@ void cm_job_set_response(struct cm_job *j, int status, const char *ctype, char *
     j->resp_len = body ? len : 0;
 }
 
+/* A copy of s that is valid UTF-8: every byte that does not start a well-formed sequence (a raw
+ * byte from the request, a character cut by a length limit) becomes U+FFFD. Error messages echo
+ * what the client sent; a JSON answer must still decode. */
+static char *utf8_clean(const char *s)
+{
+    size_t n = strlen(s);
+    char *out = cm_malloc(n * 3 + 1), *w = out;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        size_t k = cm_utf8_seq(p, n - (size_t)(p - (const unsigned char *)s));
+        if (k == 0) {
+            memcpy(w, "\xEF\xBF\xBD", 3);
+            w += 3;
+            p++;
+        } else {
+            memcpy(w, p, k);
+            w += k;
+            p += k;
+        }
+    }
+    *w = '\0';
+    return out;
+}
+
 void cm_job_set_error(struct cm_job *j, int status, const char *msg, const char *code)
 {
     struct json_object *o = json_object_new_object();
-    json_object_object_add(o, "error", json_object_new_string(msg));
+    char *clean = utf8_clean(msg);
+    json_object_object_add(o, "error", json_object_new_string(clean));
+    free(clean);
     if (code)
         json_object_object_add(o, "code", json_object_new_string(code));
     size_t len;

@@ -55,6 +55,8 @@ struct cm_job {
     size_t n_qargs;
     struct cm_buf body;
     bool body_too_large;
+    /* bytes of the server's request body budget this request holds */
+    uint64_t body_reserved;
     char peer_ip[64];   /* TCP peer */
     char client_ip[64]; /* caller identity of spec §4.6.1 */
     char *xff;          /* X-Forwarded-For as received */

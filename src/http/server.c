@@ -31,6 +31,12 @@
 
 #define MAX_ROUTES 128
 
+/* Request bodies buffered at once, all connections together. A body reserves its declared
+ * Content-Length when its headers arrive (chunked bodies reserve as they grow); a request that
+ * would go past the budget is answered 503 before its body is read. Without it 4,096 connections
+ * could each hold a body of up to 8 MiB. */
+#define BODY_BUDGET_BYTES (256ull << 20)
+
 const double cm_http_latency_bounds_s[12] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                              0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
 
@@ -47,9 +53,36 @@ struct cm_http {
     const struct cm_config *cfg;
     int listen_fd;
     atomic_ullong next_id;
+    atomic_ullong body_reserved; /* bytes of request bodies reserved, see BODY_BUDGET_BYTES */
+    uint64_t body_budget;
     struct route_stats stats[MAX_ROUTES];
     struct cm_http_route_stats snapshot[MAX_ROUTES];
+    /* per route, fixed at start (see check_token) */
+    bool query_splits[MAX_ROUTES]; /* path || query could be re-split onto another route */
+    int path_methods[MAX_ROUTES];  /* every method the route's path answers */
 };
+
+/* Which routes a CubeFS token cannot pin. A route's path || query can be re-split onto another
+ * route when the route takes its key from the path (/kv/get/<key>) or when its path is the start
+ * of another route's path (/kv/set and /kv/set/<key>, /disk/drop and /disk/droppinglist): the
+ * token of one would then sign the other. */
+static void classify_routes(struct cm_http *h)
+{
+    size_t n;
+    const struct cm_route *r = cm_routes(&n);
+    for (size_t i = 0; i < n && i < MAX_ROUTES; i++) {
+        size_t li = strlen(r[i].path);
+        h->query_splits[i] = (r[i].flags & CM_R_PREFIX) != 0;
+        h->path_methods[i] = 0;
+        for (size_t k = 0; k < n; k++) {
+            if (strcmp(r[k].path, r[i].path) == 0)
+                h->path_methods[i] |= r[k].methods;
+            else if (!(r[k].flags & CM_R_NO_AUTH) && strlen(r[k].path) > li &&
+                     strncmp(r[k].path, r[i].path, li) == 0)
+                h->query_splits[i] = true;
+        }
+    }
+}
 
 const struct cm_http_route_stats *cm_http_stats(struct cm_http *h, size_t i)
 {
@@ -100,6 +133,85 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
     j->qargs[j->n_qargs].value = value ? cm_strdup(value) : NULL;
     j->n_qargs++;
     return MHD_YES;
+}
+
+/* Reserve `more` bytes of the body budget for j; false (nothing reserved) when it is spent. */
+static bool body_reserve(struct cm_http *h, struct cm_job *j, uint64_t more)
+{
+    uint64_t was = atomic_fetch_add(&h->body_reserved, more);
+    if (was + more > h->body_budget) {
+        atomic_fetch_sub(&h->body_reserved, more);
+        return false;
+    }
+    j->body_reserved += more;
+    return true;
+}
+
+static void body_budget_spent(struct cm_job *j)
+{
+    cm_job_set_error(j, 503, "the node is buffering too many request bodies; retry", NULL);
+    cm_job_add_header(j, "Retry-After", "1");
+}
+
+/* X-Clustermgr-Hops: forwards so far, 0..999; anything else (negative, not a number, out of
+ * range) is refused rather than read as 0 or as a value that defeats the loop guard. */
+static int parse_hops(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 3)
+        return -1;
+    int v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+static int method_count(int methods)
+{
+    int n = 0;
+    for (int m = methods & (CM_GET | CM_POST | CM_PUT | CM_DELETE); m; m &= m - 1)
+        n++;
+    return n;
+}
+
+/* Request tokens (auth.h). A token must pin the request it was made for: on a route whose path ||
+ * query could be re-split onto another route (classify_routes) the request may carry no query
+ * at all, and on a path answering several methods anything but GET needs the method-bound token.
+ * Every other route takes the CubeFS token as the clients compute it. Returns 0, or -1 with the
+ * response set. */
+static int check_token(struct cm_http *h, struct cm_job *j, const char *method)
+{
+    const char *q = strchr(j->uri, '?');
+    const char *why = NULL;
+    const char *query = q ? q + 1 : "";
+    int64_t now = cm_now_ns() / 1000000000LL;
+    size_t n;
+    size_t idx = j->route ? (size_t)(j->route - cm_routes(&n)) : MAX_ROUTES;
+    bool known = idx < MAX_ROUTES;
+    bool bound = known && method_count(h->path_methods[idx]) > 1 && j->method != CM_GET &&
+                 j->method != CM_HEAD;
+    int rc = bound ? cm_auth_verify_bound(j->auth_token, method, j->path, query,
+                                          h->cfg->auth_secret, now, h->cfg->auth_max_age_s, &why)
+                   : cm_auth_verify(j->auth_token, j->path, query, h->cfg->auth_secret, now,
+                                    h->cfg->auth_max_age_s, &why);
+    char msg[200];
+    if (rc != 0) {
+        snprintf(msg, sizeof msg, "auth token %s%s", why,
+                 bound ? " (this path takes a method-bound token for methods other than GET)" : "");
+        cm_job_set_error(j, 403, msg, NULL);
+        return -1;
+    }
+    if (known && h->query_splits[idx] && q) {
+        cm_job_set_error(j, 403,
+                         "auth token cannot pin a query on this route (path and query could be "
+                         "re-split onto another route): send no '?'; in a key, encode it as %3F",
+                         NULL);
+        return -1;
+    }
+    return 0;
 }
 
 static int parse_method(const char *m)
@@ -258,8 +370,8 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         if (rid)
             j->req_id_hdr = cm_strndup(rid, strnlen(rid, 128));
         const char *hops = hdr(conn, "X-Clustermgr-Hops");
-        if (hops)
-            j->hops = atoi(hops);
+        int hops_v = hops ? parse_hops(hops) : 0;
+        j->hops = hops_v < 0 ? 0 : hops_v;
         const char *stale = hdr(conn, "X-Clustermgr-Stale");
         if (stale && (strcmp(stale, "1") == 0 || strcasecmp(stale, "true") == 0))
             j->stale = true;
@@ -275,16 +387,13 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                              NULL);
             return send_job_response(j);
         }
-        if (h->cfg->auth_enable && !(j->route && (j->route->flags & CM_R_NO_AUTH))) {
-            const char *q = strchr(j->uri, '?');
-            const char *why = NULL;
-            if (cm_auth_verify(j->auth_token, j->path, q ? q + 1 : "", h->cfg->auth_secret,
-                               cm_now_ns() / 1000000000LL, h->cfg->auth_max_age_s, &why) != 0) {
-                char msg[128];
-                snprintf(msg, sizeof msg, "auth token %s", why);
-                cm_job_set_error(j, 403, msg, NULL);
-                return send_job_response(j);
-            }
+        if (h->cfg->auth_enable && !(j->route && (j->route->flags & CM_R_NO_AUTH)) &&
+            check_token(h, j, method) != 0)
+            return send_job_response(j);
+        if (hops_v < 0) {
+            cm_job_set_error(j, 400, "X-Clustermgr-Hops must be an integer from 0 to 999",
+                             "Argument");
+            return send_job_response(j);
         }
         if (j->route == NULL) {
             char msg[512], ms[64];
@@ -319,6 +428,10 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                 cm_job_set_error(j, 413, msg, NULL);
                 return send_job_response(j);
             }
+            if (len > 0 && !body_reserve(h, j, len)) {
+                body_budget_spent(j);
+                return send_job_response(j);
+            }
         } else if (te && !(j->route->flags & (CM_R_QUERY_ARGS)) && j->route->parse) {
             /* Answered once the body has been read (and discarded): a reply while the client
              * still sends chunks reaches it as a reset or a broken pipe instead. */
@@ -333,6 +446,9 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
             ;
         else if (j->body.len + *upload_size > limit)
             j->body_too_large = true;
+        else if (j->body.len + *upload_size > j->body_reserved &&
+                 !body_reserve(h, j, j->body.len + *upload_size - j->body_reserved))
+            body_budget_spent(j);
         else
             cm_buf_append(&j->body, upload_data, *upload_size);
         *upload_size = 0;
@@ -380,6 +496,9 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (j == NULL)
         return;
     *con_cls = NULL;
+    if (j->body_reserved)
+        atomic_fetch_sub(&h->body_reserved, j->body_reserved);
+    j->body_reserved = 0;
     uint64_t us = cm_mono_us() - j->start_us;
     if (j->route) {
         size_t n;
@@ -498,6 +617,10 @@ int cm_http_start(struct cm_http **out, struct cm_node *node, const struct cm_co
     struct cm_http *h = cm_calloc(1, sizeof *h);
     h->node = node;
     h->cfg = cfg;
+    classify_routes(h);
+    h->body_budget = BODY_BUDGET_BYTES;
+    if (h->body_budget < 2ull * cfg->max_body_bytes)
+        h->body_budget = 2ull * cfg->max_body_bytes;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     if (cfg->tls_cert[0]) {
@@ -529,8 +652,9 @@ int cm_http_start(struct cm_http **out, struct cm_node *node, const struct cm_co
         MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->per_ip_connections,
         MHD_OPTION_LISTEN_SOCKET, h->listen_fd, MHD_OPTION_THREAD_POOL_SIZE, cfg->http_threads,
         MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)60, MHD_OPTION_NOTIFY_COMPLETED, completed, h, MHD_OPTION_URI_LOG_CALLBACK,
-        uri_log, h, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+        (unsigned)cfg->connection_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, completed, h,
+        MHD_OPTION_URI_LOG_CALLBACK, uri_log, h, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
+        MHD_OPTION_END);
     if (h->d == NULL) {
         snprintf(err, errlen, "cannot start the HTTP server on %s%s", cfg->bind_addr,
                  h->tls_cert ? " (check the TLS certificate and key)" : "");

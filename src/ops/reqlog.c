@@ -11,6 +11,7 @@
 #include "../http/job.h"
 #include "../http/router.h"
 #include "../raft/node.h"
+#include "../util/codec.h"
 #include "../util/log.h"
 #include "../util/timeutil.h"
 #include "ops.h"
@@ -26,13 +27,24 @@ void cm_reqlog_id(const struct cm_job *j, char *out, size_t cap)
                  (unsigned long long)j->id);
 }
 
-/* A JSON string body: quotes, backslashes and control characters escaped. */
+/* A JSON string body: quotes, backslashes and control characters escaped, bytes that are not
+ * well-formed UTF-8 written as U+FFFD: the line must decode, and the raw bytes came from the
+ * client. */
 static size_t json_str(char *out, size_t cap, const char *s)
 {
-    size_t k = 0;
-    for (; s && *s && k + 7 < cap; s++) {
+    size_t k = 0, left = s ? strlen(s) : 0;
+    for (; s && *s && k + 7 < cap; s++, left--) {
         unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
+        if (c >= 0x80) {
+            size_t n = cm_utf8_seq((const unsigned char *)s, left);
+            if (n == 0)
+                k += (size_t)snprintf(out + k, cap - k, "\\ufffd");
+            else {
+                memcpy(out + k, s, n);
+                k += n;
+                s += n - 1, left -= n - 1;
+            }
+        } else if (c == '"' || c == '\\') {
             out[k++] = '\\';
             out[k++] = (char)c;
         } else if (c < 0x20 || c == 0x7f)
@@ -76,21 +88,26 @@ void cm_reqlog_done(struct cm_job *j, uint64_t us)
     char rid[130];
     cm_reqlog_id(j, rid, sizeof rid);
     const char *route = j->route ? j->route->name : "-";
+    /* client= is the identity the caller claims (X-Real-Ip, X-Forwarded-For); when that is not
+     * the TCP peer, the peer is logged too, so a claim can always be checked against it */
+    char peer[80] = "";
+    if (strcmp(j->peer_ip, j->client_ip) != 0)
+        snprintf(peer, sizeof peer, " peer=%s", j->peer_ip[0] ? j->peer_ip : "-");
     if (slow)
         CM_WARN("http",
                 "slow request: req=%s %s %.256s route=%s status=%d latency_us=%llu "
-                "client=%s",
+                "client=%s%s",
                 rid, cm_method_name(j->method), j->uri, route, status, (unsigned long long)us,
-                j->client_ip);
+                j->client_ip, peer);
     else if (failed_write)
-        CM_INFO("http", "req=%s %s %.256s route=%s status=%d latency_us=%llu client=%s", rid,
+        CM_INFO("http", "req=%s %s %.256s route=%s status=%d latency_us=%llu client=%s%s", rid,
                 cm_method_name(j->method), j->uri, route, status, (unsigned long long)us,
-                j->client_ip);
+                j->client_ip, peer);
     else if (debug)
         cm_logf(CM_LOG_DEBUG, "http",
-                "req=%s %s %.256s route=%s status=%d latency_us=%llu client=%s", rid,
+                "req=%s %s %.256s route=%s status=%d latency_us=%llu client=%s%s", rid,
                 cm_method_name(j->method), j->uri, route, status, (unsigned long long)us,
-                j->client_ip);
+                j->client_ip, peer);
     if (aud)
         audit(j, rid, status, us);
 }
