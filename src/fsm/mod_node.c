@@ -53,6 +53,12 @@ static void vec_remove(struct u32vec *a, uint32_t x)
     }
 }
 
+/* Equal contents (memcmp of an empty vector may see a NULL pointer). */
+static bool vec_equal(const struct u32vec *a, const struct u32vec *b)
+{
+    return a->n == b->n && (a->n == 0 || memcmp(a->v, b->v, a->n * sizeof *a->v) == 0);
+}
+
 static void vec_free(struct u32vec *a)
 {
     free(a->v);
@@ -959,10 +965,8 @@ int cm_node_selfcheck(struct cm_fsm *fsm, char *err, size_t errlen)
     void *v;
     for (size_t it = 0; cm_map_next(&st->nsets, &it, &k, &v);) {
         const struct nset *a = v, *b = nset_get(ref, (uint32_t)k);
-        if (b == NULL || a->type != b->type || a->nodes.n != b->nodes.n ||
-            a->dsets.n != b->dsets.n ||
-            memcmp(a->nodes.v, b->nodes.v, a->nodes.n * sizeof(uint32_t)) != 0 ||
-            memcmp(a->dsets.v, b->dsets.v, a->dsets.n * sizeof(uint32_t)) != 0) {
+        if (b == NULL || a->type != b->type || !vec_equal(&a->nodes, &b->nodes) ||
+            !vec_equal(&a->dsets, &b->dsets)) {
             snprintf(err, errlen, "node set %" PRIu64 " differs from a rebuild", k);
             goto out;
         }
@@ -979,9 +983,7 @@ int cm_node_selfcheck(struct cm_fsm *fsm, char *err, size_t errlen)
         }
     }
     for (int t = 0; t <= CM_DISK_TYPE_MAX; t++) {
-        if (st->type_sets[t].n != ref->type_sets[t].n ||
-            (st->type_sets[t].n && memcmp(st->type_sets[t].v, ref->type_sets[t].v,
-                                          st->type_sets[t].n * sizeof(uint32_t)) != 0)) {
+        if (!vec_equal(&st->type_sets[t], &ref->type_sets[t])) {
             snprintf(err, errlen, "node sets of disk type %d differ from a rebuild", t);
             goto out;
         }
@@ -991,8 +993,7 @@ int cm_node_selfcheck(struct cm_fsm *fsm, char *err, size_t errlen)
         if (a == NULL)
             continue;
         const struct node *b = get(ref, (uint32_t)i);
-        if (a->disks.n != b->disks.n ||
-            (a->disks.n && memcmp(a->disks.v, b->disks.v, a->disks.n * sizeof(uint32_t)) != 0)) {
+        if (!vec_equal(&a->disks, &b->disks)) {
             snprintf(err, errlen, "disks of node %zu differ from a rebuild", i);
             goto out;
         }

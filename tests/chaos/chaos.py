@@ -398,6 +398,8 @@ class Workload:
         self.threads = []
         self.lock = threading.Lock()
         self.acked_disks = {}  # disk_id -> (host, path)
+        self.acked_nodes = {}  # blobnode host -> node id (CubeFS v3.5.1 nodes)
+        self.disk_nodes = {}  # disk_id -> node id, for acknowledged disks added under a node
         self.acked_svcs = {}  # (name, host) -> idc
         self.acked_once = {}  # key -> value
         self.acked_ranges = []  # (start, end, op id)
@@ -427,7 +429,7 @@ class Workload:
         seq = 0
         ops = [("kv_w", 18), ("kv_r", 18), ("cfg_w", 5), ("cfg_r", 5), ("bid", 10),
                ("disk_add", 4), ("disk_hb", 8), ("svc_reg", 3), ("svc_hb", 6), ("kv_once", 10),
-               ("diskid", 2), ("vol_alloc", 4), ("vol_retain", 6)]
+               ("diskid", 2), ("vol_alloc", 4), ("vol_retain", 6), ("node_add", 2)]
         names = [o for o, _ in ops]
         weights = [w for _, w in ops]
         while not self.stop.is_set():
@@ -544,24 +546,49 @@ class Workload:
                 self.acked_diskids.append((rec["out"], rec["id"]))
         return rec
 
+    def op_node_add(self, s, rng, c, seq, node):
+        """A blobnode host registers its node (again: the same id every time)."""
+        host = f"http://127.0.1.{1 + c}:{8000 + rng.randint(0, 9)}"
+        body = {"cluster_id": 1, "disk_type": 1, "idc": "z0", "rack": f"r{c % 2}",
+                "host": host, "role": 1, "node_set_id": 0, "status": 0}
+        rec, r = self.call(s, "node_add", node, "POST", "/node/add", body, key=host, client=c)
+        self.hist.add(rec)
+        if rec["status"] != "ok":
+            return
+        nid = r.json()["node_id"]
+        with self.lock:
+            old = self.acked_nodes.setdefault(host, nid)
+            if old != nid:
+                self.anom.add("ids", f"/node/add of {host} answered node {nid} after {old}")
+            dup = [h for h, i in self.acked_nodes.items() if i == nid and h != host]
+        if dup:
+            self.anom.add("ids", f"node id {nid} answered for {host} and {dup}")
+
     def op_disk_add(self, s, rng, c, seq, node):
         rec = self.op_diskid(s, rng, c, seq, node)
         if rec["status"] != "ok":
             return
         did = rec["out"]
         host, path = f"http://127.0.0.1:{7000 + c}", f"/chaos/{did}"
+        with self.lock:
+            nodes = sorted(self.acked_nodes.items())
+        node_id = 0
+        if nodes and rng.random() < 0.5:  # half of them under a node (the node's host wins)
+            host, node_id = rng.choice(nodes)
         # read-only: never chosen for a volume (no blobnode serves these hosts)
         body = {"cluster_id": 1, "idc": "z0", "rack": f"r{c % 2}", "host": host, "path": path,
                 "status": 1, "readonly": True,
                 "create_time": "2024-01-01T00:00:00Z", "last_update_time": "2024-01-01T00:00:00Z",
                 "disk_id": did, "used": 0, "free": TIB, "size": TIB, "max_chunk_cnt": 0,
-                "free_chunk_cnt": 0, "used_chunk_cnt": 0}
+                "free_chunk_cnt": 0, "used_chunk_cnt": 0, "node_id": node_id}
         rec, r = self.call(s, "disk_add", rng.randint(1, self.cc.n), "POST", "/disk/add", body,
                            key=did, client=c)
         self.hist.add(rec)
         with self.lock:
             if rec["status"] == "ok":
                 self.acked_disks[did] = (host, path)
+                if node_id:
+                    self.disk_nodes[did] = node_id
             elif rec["status"] == "info":
                 self.maybe_disks.add(did)
 
@@ -1153,13 +1180,14 @@ def final_state_checks(cc, work, hist, anomalies, lid):
         if missing:
             anomalies.add("lost", f"node {i}: {len(missing)} acknowledged kv writes missing or "
                           f"wrong, e.g. {missing[:5]}")
-        disks = {}
+        disks, under = {}, {}
         marker = 0
         while True:
             r = s.get(cc.url(i, f"/disk/list?count=200&marker={marker}&stale=true"), timeout=20)
             page = r.json()
             for d in page["disks"] or []:
                 disks[d["disk_id"]] = (d["host"], d["path"])
+                under[d["disk_id"]] = d.get("node_id", 0)
             if not page["disks"]:
                 break
             marker = page["marker"]
@@ -1167,6 +1195,16 @@ def final_state_checks(cc, work, hist, anomalies, lid):
         if missing:
             anomalies.add("lost", f"node {i}: {len(missing)} acknowledged disks missing, e.g. "
                           f"{missing[:5]}")
+        wrong = [d for d, n in sorted(work.disk_nodes.items()) if under.get(d) != n]
+        if wrong:
+            anomalies.add("lost", f"node {i}: {len(wrong)} acknowledged disks not under the node "
+                          f"they were added to, e.g. {wrong[:5]}")
+        for host, nid in sorted(work.acked_nodes.items()):
+            r = s.get(cc.url(i, f"/node/info?node_id={nid}&stale=true"), timeout=10)
+            if r.status_code != 200 or r.json().get("host") != host:
+                anomalies.add("lost", f"node {i}: acknowledged blobnode {nid} ({host}) answers "
+                              f"{r.status_code} {r.text[:120]}")
+                break
         vols = set()
         marker = 0
         while True:
@@ -1395,7 +1433,8 @@ def run_campaign(seed=1, duration=60, nodes=3, workdir=None, schedule=None, clie
         res["leases"] = {"acknowledged": nl, "volumes": nv}
         nr, nd = check_ids(work, anomalies)
         res["ids"] = {"bid_ranges": nr, "disk_ids": nd}
-        res["acked"] = {"disks": len(work.acked_disks), "services": len(work.acked_svcs),
+        res["acked"] = {"disks": len(work.acked_disks), "nodes": len(work.acked_nodes),
+                        "services": len(work.acked_svcs),
                         "kv_once": len(work.acked_once), "volumes": len(work.volumes)}
         res["ops"] = {f"{k}/{s}": v for (k, s), v in sorted(work.counts.items())}
         res["answers"] = {f"{s}/{h}": v for (s, h), v in sorted(work.answers.items(),
