@@ -58,17 +58,21 @@ static size_t json_str(char *out, size_t cap, const char *s)
 
 static void audit(const struct cm_job *j, const char *rid, int status, uint64_t us)
 {
-    char t[64], erid[160], euri[600], eclient[140];
+    char t[64], erid[160], euri[600], eclient[140], epeer[140];
     cm_format_rfc3339(cm_now_ns(), t, sizeof t);
     json_str(erid, sizeof erid, rid);
     json_str(euri, sizeof euri, j->uri);
     json_str(eclient, sizeof eclient, j->client_ip);
-    char line[1200];
+    /* `client` is what the caller claims (X-Real-Ip, X-Forwarded-For, as CubeFS logs it);
+     * `peer` the TCP address the request came from, which the caller cannot choose */
+    json_str(epeer, sizeof epeer, j->peer_ip);
+    char line[1400];
     int n = snprintf(line, sizeof line,
                      "{\"time\":\"%s\",\"node\":%llu,\"req_id\":\"%s\",\"client\":\"%s\","
-                     "\"method\":\"%s\",\"uri\":\"%s\",\"route\":\"%s\",\"status\":%d,"
-                     "\"latency_us\":%llu,\"body_bytes\":%zu,\"resp_bytes\":%zu,\"hops\":%d}",
-                     t, (unsigned long long)cm_node_id(j->node), erid, eclient,
+                     "\"peer\":\"%s\",\"method\":\"%s\",\"uri\":\"%s\",\"route\":\"%s\","
+                     "\"status\":%d,\"latency_us\":%llu,\"body_bytes\":%zu,\"resp_bytes\":%zu,"
+                     "\"hops\":%d}",
+                     t, (unsigned long long)cm_node_id(j->node), erid, eclient, epeer,
                      cm_method_name(j->method), euri, j->route ? j->route->name : "-", status,
                      (unsigned long long)us, j->body.len, j->resp_len, j->hops);
     if (n > 0)

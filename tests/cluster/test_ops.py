@@ -286,10 +286,12 @@ def test_audit_log_has_every_write_once_per_node(ops3):
     fl = {a["req_id"]: a for a in lines[follower]}
     ll = {a["req_id"]: a for a in lines[lid]}
     a = fl["audit-me-1"]
-    assert set(a) == {"time", "node", "req_id", "client", "method", "uri", "route", "status",
-                      "latency_us", "body_bytes", "resp_bytes", "hops"}
+    assert set(a) == {"time", "node", "req_id", "client", "peer", "method", "uri", "route",
+                      "status", "latency_us", "body_bytes", "resp_bytes", "hops"}
     assert (a["node"], a["client"], a["method"], a["uri"], a["route"], a["status"], a["hops"]) == \
         (follower, "10.1.2.3", "POST", "/config/set", "config_set", 200, 0)
+    # the client chose "10.1.2.3" (X-Real-Ip); the TCP peer it came from is logged beside it
+    assert a["peer"] == "127.0.0.1"
     assert a["body_bytes"] == len(json.dumps({"key": "audited", "value": "yes"}))
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z$", a["time"])
     # the leader audits the forwarded request under the same id, with the client's address
