@@ -8,10 +8,12 @@
 #include "transport.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "../util/buf.h"
 #include "../util/codec.h"
@@ -26,7 +28,16 @@
 #define CHALLENGE (8 + NONCE + MAC)
 #define MAX_ADDR 255
 #define HANDSHAKE_TIMEOUT_MS 5000
-#define MAX_PENDING 64
+/* Admission of incoming handshakes. A peer sends its HELLO as soon as it is connected and
+ * answers the challenge within one round trip, so an incoming handshake gets IN_STEP_MS for
+ * each of its two steps. At most IN_PER_SOURCE may be pending from one IP address and IN_MAX in
+ * all; a connection over either cap evicts the oldest pending one it competes with, preferring
+ * one that has not sent a byte, so strangers holding idle sockets (or churning them) never keep
+ * a peer's fresh connection from being accepted: the peer's is always the newest. */
+#define IN_STEP_MS 1000
+#define IN_PER_SOURCE 64
+#define IN_MAX 512
+#define LISTEN_BACKLOG 1024
 
 struct hs; /* a connection in handshake, either direction */
 
@@ -45,6 +56,8 @@ struct cm_tp {
     raft_uv_transport_close_cb close_cb;
     struct hs *pending; /* list of handshakes in progress */
     unsigned n_pending;
+    struct hs *in_head, *in_tail; /* incoming handshakes in progress, oldest first */
+    unsigned n_in;
     struct cm_transport_stats stats;
     uint64_t last_reject_log_ms;
     unsigned suppressed;
@@ -80,12 +93,15 @@ struct hs {
     raft_id peer_id;
     char peer_addr[MAX_ADDR + 1];
     char remote[96];             /* ip:port of the TCP peer, for logs */
+    char src[INET6_ADDRSTRLEN];  /* IP of the TCP peer (incoming), for the per-source cap */
     struct raft_uv_connect *req; /* outgoing */
     bool failed;
     int writing;      /* uv_writes in flight */
     bool ok_received; /* outgoing: OK arrived while our proof was still being written */
     int closes;       /* handle close callbacks still to come */
     struct hs *prev, *next;
+    struct hs *in_prev, *in_next; /* incoming only: admission order */
+    bool in_listed;
 };
 
 static struct cm_tp *tp_of(struct raft_uv_transport *t)
@@ -124,6 +140,36 @@ static void list_del(struct cm_tp *tp, struct hs *h)
         h->next->prev = h->prev;
     h->prev = h->next = NULL;
     tp->n_pending--;
+}
+
+static void in_add(struct cm_tp *tp, struct hs *h)
+{
+    h->in_next = NULL;
+    h->in_prev = tp->in_tail;
+    if (tp->in_tail)
+        tp->in_tail->in_next = h;
+    else
+        tp->in_head = h;
+    tp->in_tail = h;
+    h->in_listed = true;
+    tp->n_in++;
+}
+
+static void in_del(struct cm_tp *tp, struct hs *h)
+{
+    if (!h->in_listed)
+        return;
+    if (h->in_prev)
+        h->in_prev->in_next = h->in_next;
+    else
+        tp->in_head = h->in_next;
+    if (h->in_next)
+        h->in_next->in_prev = h->in_prev;
+    else
+        tp->in_tail = h->in_prev;
+    h->in_prev = h->in_next = NULL;
+    h->in_listed = false;
+    tp->n_in--;
 }
 
 static void mac(struct cm_tp *tp, const char *role, const uint8_t *n1, const uint8_t *n2,
@@ -188,6 +234,7 @@ static void hs_fail(struct hs *h)
     h->failed = true;
     struct cm_tp *tp = h->tp;
     list_del(tp, h);
+    in_del(tp, h);
     if (!h->incoming)
         tp->stats.connect_failed++;
     uv_timer_stop(&h->timer);
@@ -215,6 +262,7 @@ static void finish_handover(uv_timer_t *t)
     struct hs *h = t->data;
     struct cm_tp *tp = h->tp;
     list_del(tp, h);
+    in_del(tp, h);
     uv_tcp_t *tcp = h->tcp;
     /* raft writes small messages: without this, Nagle's algorithm meets the peer's delayed ACK
      * and a commit waits ~40 ms */
@@ -337,6 +385,7 @@ static void incoming_step(struct hs *h)
         memcpy(ch + 8, h->nonce_s, NONCE);
         mac(tp, "server", h->nonce_c, h->nonce_s, h->peer_id, h->peer_addr, ch + 8 + NONCE);
         h->state = IN_PROOF;
+        uv_timer_start(&h->timer, on_timeout, IN_STEP_MS, 0); /* one round trip for the proof */
         expect(h, MAC);
         send_bytes(h, ch, sizeof ch);
         return;
@@ -446,6 +495,58 @@ static struct hs *hs_new(struct cm_tp *tp, bool incoming)
     return h;
 }
 
+/* True when the connection has not sent a byte yet (none read, none waiting in the socket). */
+static bool hs_silent(struct hs *h)
+{
+    if (h->state != IN_HELLO_HDR || h->got > 0)
+        return false;
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)h->tcp, &fd) != 0)
+        return true;
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* The oldest pending incoming handshake (from `src`, or from anywhere when NULL), preferring one
+ * that has not sent a byte; `count` gets how many there are. */
+static struct hs *oldest_victim(struct cm_tp *tp, const char *src, unsigned *count)
+{
+    struct hs *first = NULL, *silent = NULL;
+    unsigned n = 0;
+    for (struct hs *x = tp->in_head; x; x = x->in_next) {
+        if (src && strcmp(x->src, src) != 0)
+            continue;
+        n++;
+        if (first == NULL)
+            first = x;
+        if (silent == NULL && hs_silent(x))
+            silent = x;
+    }
+    *count = n;
+    return silent ? silent : first;
+}
+
+/* Make room for the new incoming handshake `h` (not yet listed) within both caps. */
+static void admit(struct cm_tp *tp, struct hs *h)
+{
+    unsigned n;
+    struct hs *v = oldest_victim(tp, h->src, &n);
+    if (n >= IN_PER_SOURCE && v) {
+        tp->stats.evicted++;
+        log_reject(tp, v, "evicted: too many raft handshakes pending from its address");
+        hs_fail(v);
+    }
+    if (tp->n_in >= IN_MAX) {
+        v = oldest_victim(tp, NULL, &n);
+        if (v) {
+            tp->stats.evicted++;
+            log_reject(tp, v, "evicted: too many raft handshakes pending");
+            hs_fail(v);
+        }
+    }
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     struct cm_tp *tp = server->data;
@@ -465,19 +566,19 @@ static void on_connection(uv_stream_t *server, int status)
         char ip[INET6_ADDRSTRLEN] = "";
         if (ss.ss_family == AF_INET) {
             uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+            snprintf(h->src, sizeof h->src, "%s", ip);
             snprintf(h->remote, sizeof h->remote, "%s:%u", ip,
                      ntohs(((struct sockaddr_in *)&ss)->sin_port));
         } else if (ss.ss_family == AF_INET6) {
             uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+            snprintf(h->src, sizeof h->src, "%s", ip);
             snprintf(h->remote, sizeof h->remote, "[%s]:%u", ip,
                      ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
         }
     }
-    if (tp->n_pending > MAX_PENDING) {
-        log_reject(tp, h, "too many raft handshakes in progress");
-        hs_fail(h);
-        return;
-    }
+    admit(tp, h);
+    in_add(tp, h);
+    uv_timer_start(&h->timer, on_timeout, IN_STEP_MS, 0);
     h->state = IN_HELLO_HDR;
     expect(h, HELLO_HDR);
     uv_read_start((uv_stream_t *)h->tcp, alloc_exact, on_read);
@@ -539,7 +640,7 @@ static int tp_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb)
     tp->listening = true;
     int rc = uv_tcp_bind(&tp->listener, (struct sockaddr *)&ss, 0);
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&tp->listener, 128, on_connection);
+        rc = uv_listen((uv_stream_t *)&tp->listener, LISTEN_BACKLOG, on_connection);
     if (rc != 0) {
         snprintf(t->errmsg, sizeof t->errmsg, "listen on %s: %s", tp->bind, uv_strerror(rc));
         return RAFT_IOERR;

@@ -15,8 +15,10 @@
  *
  * (integers big-endian). Both nonces are fresh per connection, so a recorded handshake cannot be
  * replayed. The server hands the stream to raft only after a valid PROOF, the client only after
- * OK; reads are sized exactly so no raft byte is consumed by the handshake. A handshake must
- * finish within 5 seconds, at most 64 may be pending, and failures are logged (rate limited).
+ * OK; reads are sized exactly so no raft byte is consumed by the handshake. An outgoing
+ * handshake must finish within 5 seconds; an incoming one gets 1 second for the HELLO and 1 for
+ * the PROOF, at most 64 may be pending per source address and 512 in all (a newer connection
+ * evicts the oldest, silent ones first), and failures are logged (rate limited).
  * The handshake authenticates; it does not encrypt (see docs/security.md).
  */
 #ifndef CM_TRANSPORT_H
@@ -43,6 +45,7 @@ struct cm_transport_stats {
     unsigned long rejected;
     unsigned long connected;
     unsigned long connect_failed;
+    unsigned long evicted; /* incoming handshakes dropped to make room for newer ones */
 };
 const struct cm_transport_stats *cm_transport_stats(struct raft_uv_transport *t);
 
