@@ -77,11 +77,11 @@ void h_config_set(struct cm_job *j)
     struct config_args *a = j->args;
     struct cm_fsm *fsm = cm_node_fsm(j->node);
     size_t klen = strlen(a->key), vlen = strlen(a->value);
-    const char *old;
-    size_t oldlen = 0;
-    uint64_t freed = cm_kv_get(fsm, a->key, klen, &old, &oldlen) ? klen + oldlen : 0;
-    if (cm_kv_bytes(fsm) - freed + klen + vlen > CM_KV_TOTAL_MAX) {
-        cm_reply_error(j, 400, "the kv store is full (1 GiB of keys and values)", "Argument");
+    const struct cm_config *cfg = cm_job_cfg(j);
+    /* the config store is the KV store (mod_config.h); an empty value deletes */
+    if (vlen && !cm_kv_fits(fsm, a->key, klen, vlen, cfg->kv_max_entries, cfg->kv_max_bytes)) {
+        cm_reply_error(j, 400, "the kv store is full (limits.kv_max_entries, limits.kv_max_bytes)",
+                       "Argument");
         return;
     }
     struct cm_buf b = {0};
@@ -130,6 +130,15 @@ void h_config_delete(struct cm_job *j)
 /* The 2022 route (removed in CubeFS v3.3): every stored key and every default. */
 void h_config_list(struct cm_job *j)
 {
+    /* one body of the whole store: refuse rather than build hundreds of megabytes */
+    uint64_t max = cm_job_cfg(j)->config_list_max_bytes;
+    if (cm_kv_bytes(cm_node_fsm(j->node)) > max) {
+        cm_reply_error(j, 400,
+                       "the config store is too large to list in one answer "
+                       "(limits.config_list_max_bytes); read it with /kv/list",
+                       "Argument");
+        return;
+    }
     struct json_object *o = json_object_new_object();
     json_object_object_add(o, "configs", cm_config_list(cm_node_fsm(j->node)));
     cm_reply_json(j, o);

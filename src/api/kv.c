@@ -175,11 +175,10 @@ void h_kv_set(struct cm_job *j)
 {
     struct kv_args *a = j->args;
     struct cm_fsm *fsm = cm_node_fsm(j->node);
-    const char *old;
-    size_t oldlen = 0;
-    uint64_t freed = cm_kv_get(fsm, a->key, a->klen, &old, &oldlen) ? a->klen + oldlen : 0;
-    if (cm_kv_bytes(fsm) - freed + a->klen + a->vlen > CM_KV_TOTAL_MAX) {
-        cm_reply_error(j, 400, "the kv store is full (1 GiB of keys and values)", "Argument");
+    const struct cm_config *cfg = cm_job_cfg(j);
+    if (!cm_kv_fits(fsm, a->key, a->klen, a->vlen, cfg->kv_max_entries, cfg->kv_max_bytes)) {
+        cm_reply_error(j, 400, "the kv store is full (limits.kv_max_entries, limits.kv_max_bytes)",
+                       "Argument");
         return;
     }
     struct cm_buf b = a->payload;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../fsm/mod_service.h"
+#include "../util/codec.h"
 #include "../util/timeutil.h"
 #include "api.h"
 
@@ -32,7 +33,24 @@ static struct service_args *new_args(struct cm_job *j)
     return a;
 }
 
-/* "http://" + an IP literal + ":" (the reference's rule; the port is not checked). */
+/* Valid UTF-8 (every answer of /service/list carries it as a JSON string) without controls. */
+static bool valid_text(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t left = strlen(s);
+    while (left) {
+        size_t len = *p >= 0x20 && *p != 0x7f ? cm_utf8_seq(p, left) : 0;
+        if (len == 0)
+            return false;
+        p += len;
+        left -= len;
+    }
+    return true;
+}
+
+/* "http://" + an IP literal + ":" (the reference's rule; the port is not checked, as CubeFS
+ * clients register it so), and after the colon only letters, digits, '-', '.', '_': no path,
+ * query, credentials or control bytes can ride along to the clients that call the host. */
 static bool valid_service_host(const char *host)
 {
     const char *scheme = "http://";
@@ -48,6 +66,10 @@ static bool valid_service_host(const char *host)
         return false;
     memcpy(buf, ip, n);
     buf[n] = '\0';
+    for (const char *q = colon + 1; *q; q++)
+        if (!((*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+              *q == '-' || *q == '.' || *q == '_'))
+            return false;
     unsigned char addr[16];
     return inet_pton(AF_INET, buf, addr) == 1 || inet_pton(AF_INET6, buf, addr) == 1;
 }
@@ -87,6 +109,8 @@ int parse_service_register(struct cm_job *j)
         cm_job_set_code(j, CM_ERR_INVALID_IDC);
     else if (!valid_service_host(a->host))
         cm_job_set_code(j, CM_ERR_REGISTER_SERVICE_INVALID);
+    else if (!valid_text(a->name))
+        cm_args_fail(j, "field \"name\" must be valid UTF-8 without control characters");
     else
         rc = 0;
 out:
@@ -97,6 +121,15 @@ out:
 void h_service_register(struct cm_job *j)
 {
     struct service_args *a = j->args;
+    const struct cm_config *cfg = cm_job_cfg(j);
+    if (!cm_service_fits(cm_node_fsm(j->node), a->name, a->host, a->idc, cfg->service_max_entries,
+                         cfg->service_max_bytes)) {
+        cm_reply_error(j, 400,
+                       "the service registry is full (limits.service_max_entries, "
+                       "limits.service_max_bytes)",
+                       "Argument");
+        return;
+    }
     struct cm_buf b = {0};
     cm_service_enc_register(&b, a->name, a->host, a->idc, a->cluster_id, a->timeout_s);
     cm_job_propose(j, CM_MOD_SERVICE, CM_SERVICE_OP_REGISTER, &b, NULL);

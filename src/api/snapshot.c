@@ -7,9 +7,16 @@
  * HTTP thread encodes it when the first bytes are wanted and sends it in chunks. The response's
  * free callback releases the copy and the encoded bytes, whether the body was sent in full,
  * the client went away mid-stream or the response was never started.
+ *
+ * Each answer in flight holds a whole encoded stream (the size of the state), so at most
+ * limits.max_concurrent_dumps of them run at once per process; another request gets 503 until
+ * one ends. The count is taken on the loop and given back by whichever thread frees the
+ * response, hence an atomic (the one piece of process-wide state here: every dump of the process
+ * draws on the same memory).
  */
 #include <fcntl.h>
 #include <microhttpd.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +25,8 @@
 
 #include "../fsm/fsm.h"
 #include "api.h"
+
+static atomic_uint dumps_in_flight;
 
 struct dump_stream {
     struct cm_snap_taken *taken; /* until encoded */
@@ -49,11 +58,20 @@ static void dump_free(void *p)
         cm_fsm_snap_drop(s->taken);
     cm_buf_free(&s->out);
     free(s);
+    atomic_fetch_sub(&dumps_in_flight, 1);
 }
 
 void h_snapshot_dump(struct cm_job *j)
 {
     struct raft *r = cm_node_raft(j->node);
+    unsigned max = (unsigned)cm_job_cfg(j)->max_concurrent_dumps;
+    if (atomic_fetch_add(&dumps_in_flight, 1) >= max) {
+        atomic_fetch_sub(&dumps_in_flight, 1);
+        cm_job_add_header(j, "Retry-After", "1");
+        cm_reply_error(j, 503, "too many snapshot dumps in progress (limits.max_concurrent_dumps)",
+                       NULL);
+        return;
+    }
     struct dump_stream *s = cm_calloc(1, sizeof *s);
     s->taken = cm_fsm_snap_take(cm_node_fsm(j->node));
     char v[64];

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../http/errors.h"
 #include "../util/buf.h"
 #include "../util/codec.h"
 #include "../util/log.h"
@@ -167,6 +168,12 @@ static void config_apply(struct cm_fsm *fsm, void *state, const struct cm_cmd *c
         const char *val = cm_get_bytes(&d, &vlen);
         if (d.err || vlen > CM_CONFIG_VALUE_MAX)
             goto bad;
+        /* the one store's ceilings (mod_kv.h); an empty value deletes and always fits */
+        if (vlen &&
+            !cm_kv_fits(fsm, key, klen, vlen, CM_KV_HARD_MAX_ENTRIES, CM_KV_HARD_MAX_BYTES)) {
+            res->code = CM_ERR_ILLEGAL_ARGUMENTS;
+            return;
+        }
         store(fsm, key, klen, val, vlen);
         return;
     }

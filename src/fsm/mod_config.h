@@ -12,6 +12,9 @@
  * - SET key value: the store holds `value` under `key`; an empty value deletes the key instead
  *   (the 2022 release read an empty override as absent; deleting keeps both routes in step).
  * - DELETE key: the key is deleted (also when absent).
+ * - From cluster version 2 on, a SET that would take the one store past its ceilings
+ *   (CM_KV_HARD_MAX_ENTRIES, CM_KV_HARD_MAX_BYTES, entry overhead counted) changes nothing and
+ *   answers CM_ERR_ILLEGAL_ARGUMENTS; the proposer checks the configured quotas first.
  * - A key that is no valid KV key (empty, over 1024 bytes, not UTF-8, NUL) or a value over 1 MiB
  *   makes the command a logged no-op.
  * Writes of vol_inspect or volume_inspect land on both keys (mod_kv.h).

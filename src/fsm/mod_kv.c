@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../http/errors.h"
 #include "../util/base64.h"
 #include "../util/codec.h"
 #include "../util/log.h"
@@ -181,6 +182,37 @@ void cm_kv_store_delete(struct cm_fsm *fsm, const char *key, size_t klen)
         del(s, alias, strlen(alias));
 }
 
+/* Growth in entries and charged bytes of setting one key to a value of vlen bytes. */
+static void growth(struct kv_state *s, const char *key, size_t klen, size_t vlen, uint64_t *entries,
+                   int64_t *bytes)
+{
+    struct kv_node *nd = find(s, key, klen);
+    if (nd) {
+        *bytes += (int64_t)vlen - (int64_t)nd->item->vlen;
+    } else {
+        *entries += 1;
+        *bytes += (int64_t)(klen + vlen + CM_KV_ENTRY_OVERHEAD);
+    }
+}
+
+bool cm_kv_fits(struct cm_fsm *fsm, const char *key, size_t klen, size_t vlen, uint64_t max_entries,
+                uint64_t max_bytes)
+{
+    struct kv_state *s = fsm->mods[CM_MOD_KV];
+    uint64_t entries = 0;
+    int64_t bytes = 0;
+    growth(s, key, klen, vlen, &entries, &bytes);
+    const char *alias = cm_cluster_version(fsm) >= 2 ? alias_of(key, klen) : NULL;
+    if (alias)
+        growth(s, alias, strlen(alias), vlen, &entries, &bytes);
+    if (entries == 0 && bytes <= 0)
+        return true; /* replacing with no more: always allowed, even over quota */
+    uint64_t charged = cm_kv_charged(fsm);
+    if (entries && s->n + entries > max_entries)
+        return false;
+    return bytes <= 0 || charged + (uint64_t)bytes <= max_bytes;
+}
+
 static void kv_apply(struct cm_fsm *fsm, void *state, const struct cm_cmd *cmd,
                      struct cm_result *res)
 {
@@ -196,6 +228,12 @@ static void kv_apply(struct cm_fsm *fsm, void *state, const struct cm_cmd *cmd,
         size_t vlen = cm_dec_left(&d);
         if (vlen > CM_KV_VALUE_MAX)
             goto bad;
+        /* the first format stored whatever the leader proposed */
+        if (cm_cluster_version(fsm) >= 2 &&
+            !cm_kv_fits(fsm, key, klen, vlen, CM_KV_HARD_MAX_ENTRIES, CM_KV_HARD_MAX_BYTES)) {
+            res->code = CM_ERR_ILLEGAL_ARGUMENTS;
+            return;
+        }
         cm_kv_store_set(fsm, key, klen, d.p, vlen);
         return;
     }
@@ -234,6 +272,12 @@ void cm_kv_each(struct cm_fsm *fsm, cm_kv_each_fn fn, void *arg)
 size_t cm_kv_count(struct cm_fsm *fsm)
 {
     return ((struct kv_state *)fsm->mods[CM_MOD_KV])->n;
+}
+
+uint64_t cm_kv_charged(struct cm_fsm *fsm)
+{
+    struct kv_state *s = fsm->mods[CM_MOD_KV];
+    return s->bytes + (uint64_t)s->n * CM_KV_ENTRY_OVERHEAD;
 }
 
 uint64_t cm_kv_bytes(struct cm_fsm *fsm)

@@ -27,8 +27,15 @@ enum { CM_KV_OP_SET = 1, CM_KV_OP_DELETE = 2 };
 
 #define CM_KV_KEY_MAX 1024
 #define CM_KV_VALUE_MAX (1u << 20)
-/* Keys plus values the leader accepts before refusing new data (a guard, not an allocation). */
-#define CM_KV_TOTAL_MAX (1ull << 30)
+/* Memory charged to an entry beyond its key and value bytes (tree node, item header, allocator
+ * slack), so a million empty values count for what they cost. */
+#define CM_KV_ENTRY_OVERHEAD 64
+/* Ceilings that apply enforces from cluster version 2 on: a set that would take the store past
+ * them is refused with CM_ERR_ILLEGAL_ARGUMENTS on every replica alike (no config-file input).
+ * The configured quotas (limits.kv_max_entries, limits.kv_max_bytes) are checked before
+ * proposing and cannot exceed these. */
+#define CM_KV_HARD_MAX_ENTRIES 2000000ull
+#define CM_KV_HARD_MAX_BYTES (4ull << 30)
 #define CM_KV_LIST_DEFAULT 10
 #define CM_KV_LIST_MAX 1000
 /* A page also ends once its keys and values exceed this many bytes (at least one entry is
@@ -63,5 +70,12 @@ struct json_object *cm_kv_list_json(struct cm_fsm *fsm, const char *prefix, size
 size_t cm_kv_count(struct cm_fsm *fsm);
 /* Sum of key and value bytes stored. */
 uint64_t cm_kv_bytes(struct cm_fsm *fsm);
+/* Bytes charged to the store: keys, values and CM_KV_ENTRY_OVERHEAD per entry. */
+uint64_t cm_kv_charged(struct cm_fsm *fsm);
+/* True when setting `key` (and its aliased partner, when the cluster version writes it) to a value
+ * of `vlen` bytes keeps the store within `max_entries` entries and `max_bytes` charged bytes. A
+ * write that does not grow the store always fits. */
+bool cm_kv_fits(struct cm_fsm *fsm, const char *key, size_t klen, size_t vlen, uint64_t max_entries,
+                uint64_t max_bytes);
 
 #endif

@@ -6,12 +6,20 @@
 #include <string.h>
 
 #include "../http/errors.h"
+#include "mod_cluster.h"
+#include "mod_config.h"
 #include "../util/log.h"
 
 struct service_state {
     struct cm_service_node *v; /* sorted by (name, host) */
     size_t n, cap;
+    uint64_t bytes; /* strings of every node, for the quota */
 };
+
+static uint64_t node_bytes(const struct cm_service_node *e)
+{
+    return strlen(e->name) + strlen(e->host) + strlen(e->idc);
+}
 
 void cm_service_enc_register(struct cm_buf *b, const char *name, const char *host, const char *idc,
                              uint64_t cluster_id, int64_t timeout_s)
@@ -77,7 +85,9 @@ static void upsert(struct service_state *s, struct cm_service_node *e)
 {
     bool found;
     size_t i = lower_bound(s, e->name, e->host, &found);
+    s->bytes += node_bytes(e);
     if (found) {
+        s->bytes -= node_bytes(&s->v[i]);
         node_free(&s->v[i]);
         s->v[i] = *e;
         return;
@@ -106,10 +116,56 @@ static void service_destroy(void *state)
     free(s);
 }
 
+static bool fits(struct service_state *s, const char *name, const char *host, const char *idc,
+                 uint64_t max_entries, uint64_t max_bytes)
+{
+    bool found;
+    size_t i = lower_bound(s, name, host, &found);
+    uint64_t add = strlen(name) + strlen(host) + strlen(idc);
+    uint64_t charged = s->bytes + (uint64_t)s->n * CM_SERVICE_ENTRY_OVERHEAD;
+    if (found) {
+        uint64_t old = node_bytes(&s->v[i]);
+        return add <= old || charged - old + add <= max_bytes;
+    }
+    return s->n + 1 <= max_entries && charged + add + CM_SERVICE_ENTRY_OVERHEAD <= max_bytes;
+}
+
+bool cm_service_fits(struct cm_fsm *fsm, const char *name, const char *host, const char *idc,
+                     uint64_t max_entries, uint64_t max_bytes)
+{
+    return fits(fsm->mods[CM_MOD_SERVICE], name, host, idc, max_entries, max_bytes);
+}
+
+uint64_t cm_service_charged(struct cm_fsm *fsm)
+{
+    struct service_state *s = fsm->mods[CM_MOD_SERVICE];
+    return s->bytes + (uint64_t)s->n * CM_SERVICE_ENTRY_OVERHEAD;
+}
+
+size_t cm_service_expired(struct cm_fsm *fsm, int64_t before_ns, size_t max, char ***names,
+                          char ***hosts)
+{
+    struct service_state *s = fsm->mods[CM_MOD_SERVICE];
+    size_t k = 0;
+    *names = NULL;
+    *hosts = NULL;
+    for (size_t i = 0; i < s->n && k < max; i++) {
+        if (s->v[i].expires_ns > before_ns)
+            continue;
+        if (k == 0) {
+            *names = cm_calloc(max, sizeof **names);
+            *hosts = cm_calloc(max, sizeof **hosts);
+        }
+        (*names)[k] = cm_strdup(s->v[i].name);
+        (*hosts)[k] = cm_strdup(s->v[i].host);
+        k++;
+    }
+    return k;
+}
+
 static void service_apply(struct cm_fsm *fsm, void *state, const struct cm_cmd *cmd,
                           struct cm_result *res)
 {
-    (void)fsm;
     struct service_state *s = state;
     struct cm_dec d;
     cm_dec_init(&d, cmd->payload, cmd->len);
@@ -127,6 +183,14 @@ static void service_apply(struct cm_fsm *fsm, void *state, const struct cm_cmd *
             free(e.idc);
             break;
         }
+        /* the first format registered whatever the leader proposed */
+        if (cm_cluster_version(fsm) >= 2 &&
+            !fits(s, e.name, e.host, e.idc, CM_SERVICE_HARD_MAX_ENTRIES,
+                  CM_SERVICE_HARD_MAX_BYTES)) {
+            node_free(&e);
+            res->code = CM_ERR_ILLEGAL_ARGUMENTS;
+            return;
+        }
         e.expires_ns = cm_service_expiry(cmd->ts_ns, e.timeout_s);
         upsert(s, &e);
         return;
@@ -136,6 +200,7 @@ static void service_apply(struct cm_fsm *fsm, void *state, const struct cm_cmd *
             break;
         i = lower_bound(s, name, host, &found);
         if (found) {
+            s->bytes -= node_bytes(&s->v[i]);
             node_free(&s->v[i]);
             memmove(&s->v[i], &s->v[i + 1], (s->n - i - 1) * sizeof *s->v);
             s->n--;
@@ -193,9 +258,11 @@ struct json_object *cm_service_nodes_json(struct cm_fsm *fsm, const char *name, 
             continue;
         struct json_object *o = json_object_new_object();
         json_object_object_add(o, "cluster_id", json_object_new_uint64(e->cluster_id));
-        json_object_object_add(o, "name", json_object_new_string(e->name));
-        json_object_object_add(o, "host", json_object_new_string(e->host));
-        json_object_object_add(o, "idc", json_object_new_string(e->idc));
+        /* registers refuse bytes that are not UTF-8; ones replicated before that render as
+         * U+FFFD, so one bad node cannot break every later list */
+        json_object_object_add(o, "name", cm_config_json_string(e->name, strlen(e->name)));
+        json_object_object_add(o, "host", cm_config_json_string(e->host, strlen(e->host)));
+        json_object_object_add(o, "idc", cm_config_json_string(e->idc, strlen(e->idc)));
         if (arr == NULL)
             arr = json_object_new_array();
         json_object_array_add(arr, o);

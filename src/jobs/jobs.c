@@ -9,6 +9,7 @@
 void cm_disk_jobs_init(struct cm_node *n);    /* disk_jobs.c */
 void cm_volume_jobs_init(struct cm_node *n);  /* volume_jobs.c */
 void cm_version_jobs_init(struct cm_node *n); /* version_jobs.c */
+void cm_service_jobs_init(struct cm_node *n); /* service_jobs.c */
 
 void cm_jobs_init(struct cm_node *n)
 {
@@ -16,4 +17,5 @@ void cm_jobs_init(struct cm_node *n)
     cm_disk_jobs_init(n);
     cm_volume_jobs_init(n);
     cm_version_jobs_init(n);
+    cm_service_jobs_init(n);
 }

@@ -18,6 +18,8 @@
 #include <strings.h>
 
 #include "../fsm/codemode.h"
+#include "../fsm/mod_kv.h"
+#include "../fsm/mod_service.h"
 #include "../util/buf.h"
 #include "../util/json.h"
 #include "../util/log.h"
@@ -924,6 +926,7 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
                                             "http",
                                             "tls",
                                             "task_switch_format",
+                                            "limits",
                                             NULL};
     static const char *const top_go[] = {"max_procs", "normal_db_path", "normal_db_option",
                                          "consul_agent_addr", "cluster_report_interval_s",
@@ -1070,6 +1073,39 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
         cfg->max_queued_requests = mq ? (unsigned)mq : 1;
         cfg->per_ip_connections = (unsigned)pi;
         cfg->connection_timeout_s = ct ? (unsigned)ct : 30;
+    }
+    /* quotas of the replicated stores and of concurrent dumps (README, "limits") */
+    cfg->kv_max_entries = 1000000;
+    cfg->kv_max_bytes = 1ull << 30;
+    cfg->service_max_entries = 100000;
+    cfg->service_max_bytes = 64ull << 20;
+    cfg->max_concurrent_dumps = 2;
+    cfg->config_list_max_bytes = 32u << 20;
+    cfg->service_collect_after_s = CM_SERVICE_COLLECT_AFTER_S;
+    struct json_object *lim = sub(root, "limits");
+    if (lim) {
+        static const char *const known[] = {"kv_max_entries",          "kv_max_bytes",
+                                            "service_max_entries",     "service_max_bytes",
+                                            "max_concurrent_dumps",    "config_list_max_bytes",
+                                            "service_collect_after_s", NULL};
+        if (check_fields(p, lim, "limits", known, NULL) < 0 ||
+            get_u64(p, lim, "limits", "kv_max_entries", false, CM_KV_HARD_MAX_ENTRIES,
+                    &cfg->kv_max_entries) < 0 ||
+            get_u64(p, lim, "limits", "kv_max_bytes", false, CM_KV_HARD_MAX_BYTES,
+                    &cfg->kv_max_bytes) < 0 ||
+            get_u64(p, lim, "limits", "service_max_entries", false, CM_SERVICE_HARD_MAX_ENTRIES,
+                    &cfg->service_max_entries) < 0 ||
+            get_u64(p, lim, "limits", "service_max_bytes", false, CM_SERVICE_HARD_MAX_BYTES,
+                    &cfg->service_max_bytes) < 0 ||
+            get_u64(p, lim, "limits", "max_concurrent_dumps", false, 64,
+                    &cfg->max_concurrent_dumps) < 0 ||
+            get_u64(p, lim, "limits", "config_list_max_bytes", false, CM_KV_HARD_MAX_BYTES,
+                    &cfg->config_list_max_bytes) < 0 ||
+            get_u64(p, lim, "limits", "service_collect_after_s", false, 100ull * 365 * 86400,
+                    &cfg->service_collect_after_s) < 0)
+            goto out;
+        if (cfg->max_concurrent_dumps == 0)
+            cfg->max_concurrent_dumps = 1;
     }
     struct json_object *tls = sub(root, "tls");
     if (tls) {

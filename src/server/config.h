@@ -146,6 +146,16 @@ struct cm_config {
     unsigned max_queued_requests; /* requests waiting on the loop before 503 */
     unsigned per_ip_connections;  /* 0 = unlimited */
     unsigned connection_timeout_s;
+
+    /* limits: quotas checked before proposing (apply enforces the built-in ceilings of mod_kv.h
+     * and mod_service.h, which these cannot exceed) */
+    uint64_t kv_max_entries;          /* KV and config entries (one store) */
+    uint64_t kv_max_bytes;            /* keys + values + per-entry overhead */
+    uint64_t service_max_entries;     /* service nodes */
+    uint64_t service_max_bytes;       /* names, hosts, idcs + per-entry overhead */
+    uint64_t max_concurrent_dumps;    /* /snapshot/dump answers in flight; more get 503 */
+    uint64_t config_list_max_bytes;   /* /config/list refuses a store with more key+value bytes */
+    uint64_t service_collect_after_s; /* the leader unregisters nodes expired this long */
 };
 
 /* Load and validate `path`. Returns 0, or -1 with a message naming the problem in `err`. */

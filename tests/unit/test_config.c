@@ -572,6 +572,38 @@ static void test_task_switch_format(void **state)
     assert_null(cm_config_switch_alias("balance"));
 }
 
+/* limits: quotas of the replicated stores and of dumps, defaults sized for a large region */
+static void test_limits(void **state)
+{
+    (void)state;
+    struct cm_config cfg;
+    cmt_load_config(&cfg);
+    assert_true(cfg.kv_max_entries == 1000000 && cfg.kv_max_bytes == 1ull << 30);
+    assert_true(cfg.service_max_entries == 100000 && cfg.service_max_bytes == 64ull << 20);
+    assert_true(cfg.max_concurrent_dumps == 2 && cfg.config_list_max_bytes == 32u << 20);
+    assert_true(cfg.service_collect_after_s == 86400);
+    cm_config_free(&cfg);
+    expect_ok(cmt_config_text(",\"limits\":{\"kv_max_entries\":10,\"kv_max_bytes\":4096,"
+                              "\"service_max_entries\":5,\"service_max_bytes\":1000,"
+                              "\"max_concurrent_dumps\":0,\"config_list_max_bytes\":7,"
+                              "\"service_collect_after_s\":3}",
+                              NULL),
+              &cfg);
+    assert_true(cfg.kv_max_entries == 10 && cfg.kv_max_bytes == 4096);
+    assert_true(cfg.service_max_entries == 5 && cfg.service_max_bytes == 1000);
+    assert_true(cfg.max_concurrent_dumps == 1); /* 0 would refuse every dump */
+    assert_true(cfg.config_list_max_bytes == 7 && cfg.service_collect_after_s == 3);
+    cm_config_free(&cfg);
+    /* no quota above what apply enforces */
+    expect_fail(cmt_config_text(",\"limits\":{\"kv_max_entries\":2000001}", NULL),
+                "kv_max_entries");
+    expect_fail(cmt_config_text(",\"limits\":{\"service_max_entries\":200001}", NULL),
+                "service_max_entries");
+    expect_fail(cmt_config_text(",\"limits\":{\"service_max_bytes\":268435457}", NULL),
+                "service_max_bytes");
+    expect_fail(cmt_config_text(",\"limits\":{\"max_dumps\":1}", NULL), "limits.max_dumps");
+}
+
 int main(void)
 {
     cmt_quiet();
@@ -588,6 +620,7 @@ int main(void)
         cmocka_unit_test(test_members),
         cmocka_unit_test(test_copy_set_configs),
         cmocka_unit_test(test_task_switch_format),
+        cmocka_unit_test(test_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 #include "../../src/fsm/mod_config.h"
 #include "../../src/fsm/mod_kv.h"
 #include "../../src/fsm/mod_service.h"
+#include "../../src/http/errors.h"
 #include "../../src/util/base64.h"
 #include "../../src/util/json.h"
 
@@ -757,6 +758,139 @@ static void test_config_snapshot_of_an_older_node(void **state)
 
 /* ---- base64 -------------------------------------------------------------------------- */
 
+/* Quotas (issue "hardening", items 4 and the KV quota): entries and bytes with a per-entry
+ * overhead; apply refuses past the built-in ceilings from cluster version 2 on only, so a
+ * format-1 binary and this one apply a mixed cluster's log alike. */
+static void test_kv_quota_counts_entries_and_overhead(void **state)
+{
+    (void)state;
+    struct cm_fsm *fsm = new_fsm_v2();
+    assert_int_equal(kv_set(fsm, "a", "", 0), 0);
+    assert_int_equal(kv_set(fsm, "bb", "xyz", 3), 0);
+    assert_true(cm_kv_charged(fsm) == 1 + 2 + 3 + 2 * CM_KV_ENTRY_OVERHEAD);
+    uint64_t used = cm_kv_charged(fsm);
+    /* a new key counts its overhead: empty values are not free */
+    assert_true(cm_kv_fits(fsm, "c", 1, 0, 3, used + 1 + CM_KV_ENTRY_OVERHEAD));
+    assert_false(cm_kv_fits(fsm, "c", 1, 0, 3, used + CM_KV_ENTRY_OVERHEAD));
+    assert_false(cm_kv_fits(fsm, "c", 1, 0, 2, UINT64_MAX)); /* entries */
+    /* replacing never adds an entry; shrinking always fits, growing counts the growth */
+    assert_true(cm_kv_fits(fsm, "bb", 2, 1, 2, 0));
+    assert_true(cm_kv_fits(fsm, "bb", 2, 5, 2, used + 2));
+    assert_false(cm_kv_fits(fsm, "bb", 2, 5, 2, used + 1));
+    /* a switch with two names charges both */
+    assert_false(cm_kv_fits(fsm, "vol_inspect", 11, 4, 3, UINT64_MAX));
+    assert_true(cm_kv_fits(fsm, "vol_inspect", 11, 4, 4, UINT64_MAX));
+    cm_fsm_free(fsm);
+}
+
+static void fill_kv(struct cm_fsm *fsm, size_t n)
+{
+    char k[32];
+    for (size_t i = 0; i < n; i++) {
+        int len = snprintf(k, sizeof k, "%08zu", i);
+        cm_kv_store_set(fsm, k, (size_t)len, "", 0);
+    }
+}
+
+static void test_kv_quota_at_apply(void **state)
+{
+    (void)state;
+    struct cm_fsm *v1 = new_fsm(), *v2 = new_fsm_v2();
+    fill_kv(v1, CM_KV_HARD_MAX_ENTRIES);
+    fill_kv(v2, CM_KV_HARD_MAX_ENTRIES);
+    /* version 2: one more key is refused by every replica, a replacement is not */
+    assert_int_equal(kv_set(v2, "one-more", "v", 1), CM_ERR_ILLEGAL_ARGUMENTS);
+    assert_true(cm_kv_count(v2) == CM_KV_HARD_MAX_ENTRIES);
+    assert_int_equal(kv_set(v2, "00000001", "v", 1), 0);
+    struct cm_buf b = {0};
+    cm_config_enc_set(&b, "one-more", "v");
+    assert_int_equal(apply_at(v2, CM_MOD_CONFIG, CM_CONFIG_OP_SET, &b, 1),
+                     CM_ERR_ILLEGAL_ARGUMENTS);
+    assert_true(cm_kv_count(v2) == CM_KV_HARD_MAX_ENTRIES);
+    /* version 1 applies it, as the first format did */
+    assert_int_equal(kv_set(v1, "one-more", "v", 1), 0);
+    assert_true(cm_kv_count(v1) == CM_KV_HARD_MAX_ENTRIES + 1);
+    cm_fsm_free(v1);
+    cm_fsm_free(v2);
+}
+
+static void fill_registry(struct cm_fsm *fsm, size_t n)
+{
+    char name[32];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "s%08zu", i); /* ascending: appends, no memmove */
+        assert_int_equal(reg(fsm, name, "http://10.0.0.1:80", "z0", 30, S), 0);
+    }
+}
+
+static void test_service_quota(void **state)
+{
+    (void)state;
+    struct cm_fsm *v1 = new_fsm(), *v2 = new_fsm_v2();
+    assert_int_equal(reg(v2, "a", "http://10.0.0.1:80", "z0", 30, S), 0);
+    assert_true(cm_service_charged(v2) == 1 + 18 + 2 + CM_SERVICE_ENTRY_OVERHEAD);
+    uint64_t used = cm_service_charged(v2);
+    assert_false(cm_service_fits(v2, "b", "http://10.0.0.1:80", "z0", 1, UINT64_MAX));
+    assert_true(cm_service_fits(v2, "a", "http://10.0.0.1:80", "z0", 1, 0)); /* replace */
+    assert_true(cm_service_fits(v2, "b", "http://10.0.0.1:80", "z0", 2,
+                                used + 21 + CM_SERVICE_ENTRY_OVERHEAD));
+    assert_false(cm_service_fits(v2, "b", "http://10.0.0.1:80", "z0", 2,
+                                 used + 20 + CM_SERVICE_ENTRY_OVERHEAD));
+    assert_int_equal(key_op(v2, CM_SERVICE_OP_UNREGISTER, "a", "http://10.0.0.1:80", S), 0);
+    assert_true(cm_service_charged(v2) == 0);
+    fill_registry(v1, CM_SERVICE_HARD_MAX_ENTRIES);
+    fill_registry(v2, CM_SERVICE_HARD_MAX_ENTRIES);
+    assert_int_equal(reg(v2, "zzz", "http://10.0.0.1:80", "z0", 30, S), CM_ERR_ILLEGAL_ARGUMENTS);
+    assert_true(cm_service_count(v2) == CM_SERVICE_HARD_MAX_ENTRIES);
+    assert_null(cm_service_find(v2, "zzz", "http://10.0.0.1:80"));
+    assert_int_equal(reg(v2, "s00000001", "http://10.0.0.1:80", "z0", 60, S), 0);
+    assert_int_equal(reg(v1, "zzz", "http://10.0.0.1:80", "z0", 30, S), 0);
+    assert_true(cm_service_count(v1) == CM_SERVICE_HARD_MAX_ENTRIES + 1);
+    cm_fsm_free(v1);
+    cm_fsm_free(v2);
+}
+
+/* A name that is not UTF-8, replicated before registers refused it, still lists as valid JSON. */
+static void test_service_list_is_utf8(void **state)
+{
+    (void)state;
+    struct cm_fsm *fsm = new_fsm_v2();
+    assert_int_equal(reg(fsm, "svc\xff\xfe", "http://10.0.0.1:80", "z0", 30, S), 0);
+    char *out = render(cm_service_nodes_json(fsm, NULL, 0));
+    assert_non_null(strstr(out, "\"name\":\"svc\xef\xbf\xbd\xef\xbf\xbd\""));
+    free(out);
+    cm_fsm_free(fsm);
+}
+
+/* The leader's collection job finds nodes by their replicated expiry. */
+static void test_service_expired_lookup(void **state)
+{
+    (void)state;
+    struct cm_fsm *fsm = new_fsm_v2();
+    assert_int_equal(reg(fsm, "a", "http://10.0.0.1:80", "z0", -1, 10 * S), 0);
+    assert_int_equal(reg(fsm, "b", "http://10.0.0.1:80", "z0", 30, 10 * S), 0);
+    assert_int_equal(reg(fsm, "c", "http://10.0.0.1:80", "z0", 5, 10 * S), 0);
+    char **names, **hosts;
+    size_t k = cm_service_expired(fsm, 15 * S, 10, &names, &hosts);
+    assert_int_equal((int)k, 2);
+    assert_string_equal(names[0], "a");
+    assert_string_equal(names[1], "c");
+    assert_string_equal(hosts[1], "http://10.0.0.1:80");
+    for (size_t i = 0; i < k; i++) {
+        free(names[i]);
+        free(hosts[i]);
+    }
+    free(names);
+    free(hosts);
+    assert_int_equal((int)cm_service_expired(fsm, 15 * S, 1, &names, &hosts), 1);
+    free(names[0]);
+    free(hosts[0]);
+    free(names);
+    free(hosts);
+    assert_int_equal((int)cm_service_expired(fsm, 8 * S, 10, &names, &hosts), 0);
+    cm_fsm_free(fsm);
+}
+
 static void test_base64(void **state)
 {
     (void)state;
@@ -802,6 +936,11 @@ int main(void)
         cmocka_unit_test(test_config_and_kv_agree_after_any_sequence),
         cmocka_unit_test(test_config_list_and_strings),
         cmocka_unit_test(test_config_snapshot_of_an_older_node),
+        cmocka_unit_test(test_kv_quota_counts_entries_and_overhead),
+        cmocka_unit_test(test_kv_quota_at_apply),
+        cmocka_unit_test(test_service_quota),
+        cmocka_unit_test(test_service_expired_lookup),
+        cmocka_unit_test(test_service_list_is_utf8),
         cmocka_unit_test(test_base64),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
