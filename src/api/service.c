@@ -159,7 +159,10 @@ static void propose_key(struct cm_job *j, uint8_t op)
 {
     struct service_args *a = j->args;
     if (cm_service_find(cm_node_fsm(j->node), a->name, a->host) == NULL) {
-        cm_reply_code(j, CM_ERR_NOT_FOUND);
+        /* not found in this leader's state: a deposed leader must not say so from state a new
+         * leader may have changed (the node may have registered there) */
+        if (cm_node_write_confirmed(j))
+            cm_reply_code(j, CM_ERR_NOT_FOUND);
         return;
     }
     struct cm_buf b = {0};

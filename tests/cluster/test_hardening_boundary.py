@@ -146,3 +146,29 @@ def test_write_that_changes_nothing_waits_for_a_quorum(auth_cluster):
     assert c.post(lid, "/disk/set", {"disk_id": d, "status": 1}).status_code == 200
     follower = next(i for i in (1, 2, 3) if i != lid)
     assert c.post(follower, "/disk/set", {"disk_id": d, "status": 1}).status_code == 200
+
+
+def test_service_heartbeat_not_found_waits_for_a_quorum(auth_cluster):
+    """The not-found answer of /service/heartbeat comes from the leader's state: a leader that
+    lost its followers (and so may be deposed, the node registered at a new leader) must not give
+    it before a barrier."""
+    c = auth_cluster
+    lid = c.wait_leader()
+    key = {"name": "ghost", "host": "http://10.9.9.9:9000"}
+    assert c.post(lid, "/service/heartbeat", key).status_code == 404
+    others = [i for i in (1, 2, 3) if i != lid]
+    for i in others:
+        c.pause(i)
+    try:
+        t0 = time.time()
+        try:
+            r = c.post(lid, "/service/heartbeat", key, timeout=8)
+            answer = (r.status_code, r.text)
+        except requests.RequestException as e:
+            answer = (0, str(e))
+        assert answer[0] != 404, f"answered 404 without a quorum after {time.time() - t0:.2f}s"
+    finally:
+        for i in others:
+            c.resume(i)
+    lid = c.wait_leader()
+    assert c.post(lid, "/service/heartbeat", key).status_code == 404
