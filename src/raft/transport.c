@@ -39,7 +39,29 @@
 #define IN_MAX 512
 #define LISTEN_BACKLOG 1024
 
+/* Bounds on what an authenticated peer may make canonical raft allocate. raft sizes its buffers
+ * from the wire without limits (a header length is a u64, an AppendEntries names up to 2^32
+ * entries and reads their descriptors past a short header, a snapshot's length is a u64), so
+ * garbage from a peer that holds the secret (a bug, a bit flip, a compromised node) could make
+ * it try to allocate up to 2^64 bytes or read past its buffer. A legitimate header is 40 bytes +
+ * 16 per entry; a legitimate payload is a batch of entries or a snapshot. */
+#define MAX_MSG_HEADER (64u << 20)
+#define MAX_MSG_PAYLOAD ((uint64_t)16 << 30)
+
 struct hs; /* a connection in handshake, either direction */
+
+/* An accepted stream as handed to raft: the TCP handle first, so raft_free of the handle frees
+ * the whole, then the state of the framing check that sees every byte before raft does. */
+struct guarded_tcp {
+    uv_tcp_t tcp;
+    uv_read_cb raft_read;
+    int stage; /* 0 preamble, 1 header, 2 payload */
+    uint8_t pre[16];
+    uint64_t type, hlen, pos, payload;
+    uint64_t n; /* AppendEntries: entry count; InstallSnapshot: configuration length */
+    uint64_t data_len, entry_size;
+    bool bad_entry;
+};
 
 struct cm_tp {
     struct raft_uv_transport *t;
@@ -253,6 +275,125 @@ static void timer_closed_after_success(uv_handle_t *handle)
     maybe_closed(tp);
 }
 
+static uint64_t le_get(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* One header byte at offset g->pos: collect the fields raft sizes things from. */
+static void guard_header_byte(struct guarded_tcp *g, uint8_t b)
+{
+    uint64_t p = g->pos;
+    if (p >= 32 && p < 40) {
+        g->n |= (uint64_t)b << (8 * (p - 32)); /* AppendEntries: entry count */
+        return;
+    }
+    if (g->type == RAFT_IO_APPEND_ENTRIES && p >= 40) {
+        uint64_t i = (p - 40) / 16, r = (p - 40) % 16;
+        if (i >= g->n)
+            return;
+        if (r == 8 && b != RAFT_COMMAND && b != RAFT_BARRIER && b != RAFT_CHANGE)
+            g->bad_entry = true;
+        if (r >= 12)
+            g->entry_size |= (uint64_t)b << (8 * (r - 12));
+        if (r == 15) {
+            g->payload += g->entry_size;
+            g->entry_size = 0;
+        }
+    } else if (g->type == RAFT_IO_INSTALL_SNAPSHOT && p >= 40 && p - 40 >= g->n &&
+               p - 40 - g->n < 8) {
+        g->data_len |= (uint64_t)b << (8 * (p - 40 - g->n)); /* after the configuration */
+    }
+}
+
+/* NULL when the header just completed is one raft can decode within its length, else why not. */
+static const char *guard_header_done(struct guarded_tcp *g)
+{
+    uint64_t h = g->hlen;
+    switch (g->type) {
+    case RAFT_IO_APPEND_ENTRIES:
+        if (h < 40 || g->n > (h - 40) / 16)
+            return "AppendEntries names more entries than its header holds";
+        if (g->bad_entry)
+            return "AppendEntries with an unknown entry type";
+        break;
+    case RAFT_IO_INSTALL_SNAPSHOT:
+        if (h < 48 || g->n > h - 48) /* g->n holds the configuration length here */
+            return "InstallSnapshot configuration longer than its header";
+        g->payload = g->data_len;
+        break;
+    case RAFT_IO_REQUEST_VOTE:
+    case RAFT_IO_APPEND_ENTRIES_RESULT:
+    case RAFT_IO_TIMEOUT_NOW:
+        if (h < (g->type == RAFT_IO_REQUEST_VOTE ? 32 : 24))
+            return "message header too short";
+        g->payload = 0;
+        break;
+    case RAFT_IO_REQUEST_VOTE_RESULT:
+        if (h < 16)
+            return "message header too short";
+        g->payload = 0;
+        break;
+    default:
+        return "unknown message type";
+    }
+    if (g->payload > MAX_MSG_PAYLOAD)
+        return "message payload over the limit";
+    return NULL;
+}
+
+/* Sees each chunk raft has just read into its own buffer, before raft acts on it. raft reads
+ * exactly the bytes of one part (preamble, header, payload) at a time, so a chunk never spans
+ * two parts. On garbage raft is told the read failed, and it closes the connection. */
+static void guard_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct guarded_tcp *g = (struct guarded_tcp *)s;
+    const char *why = NULL;
+    if (nread > 0) {
+        const uint8_t *p = (const uint8_t *)buf->base;
+        for (ssize_t i = 0; i < nread && why == NULL; i++) {
+            if (g->stage == 0) {
+                g->pre[g->pos++] = p[i];
+                if (g->pos < 16)
+                    continue;
+                g->type = le_get(g->pre, 8);
+                g->hlen = le_get(g->pre + 8, 8);
+                if (g->type < RAFT_IO_APPEND_ENTRIES || g->type > RAFT_IO_TIMEOUT_NOW)
+                    why = "unknown message type";
+                else if (g->hlen == 0 || g->hlen > MAX_MSG_HEADER)
+                    why = "message header length over the limit";
+                g->stage = 1;
+                g->pos = g->n = g->data_len = g->entry_size = g->payload = 0;
+                g->bad_entry = false;
+            } else if (g->stage == 1) {
+                guard_header_byte(g, p[i]);
+                if (++g->pos < g->hlen)
+                    continue;
+                why = guard_header_done(g);
+                g->stage = g->payload ? 2 : 0;
+                g->pos = 0;
+            } else {
+                uint64_t take = (uint64_t)(nread - i);
+                if (take > g->payload - g->pos)
+                    take = g->payload - g->pos;
+                g->pos += take;
+                i += (ssize_t)take - 1;
+                if (g->pos == g->payload)
+                    g->stage = 0, g->pos = 0;
+            }
+        }
+    }
+    if (why) {
+        CM_WARN("raft", "closed a raft connection from an authenticated peer: %s", why);
+        g->raft_read(s, UV_EPROTO, buf);
+        return;
+    }
+    g->raft_read(s, nread, buf);
+}
+
 /* The handover runs from a timer callback, never from inside a libuv callback of the stream
  * itself: raft starts its own reads and writes on the stream, which must not happen while libuv
  * is still iterating our read or write completions for it. Until then reading is stopped, so raft
@@ -273,6 +414,12 @@ static void finish_handover(uv_timer_t *t)
     if (h->incoming) {
         tp->stats.accepted++;
         tp->accept_cb(tp->t, h->peer_id, h->peer_addr, (uv_stream_t *)tcp);
+        /* raft started reading in its accept callback (and never restarts): interpose */
+        struct guarded_tcp *g = (struct guarded_tcp *)tcp;
+        if (uv_is_active((uv_handle_t *)tcp) && tcp->read_cb != NULL) {
+            g->raft_read = tcp->read_cb;
+            tcp->read_cb = guard_read;
+        }
     } else {
         tp->stats.connected++;
         struct raft_uv_connect *req = h->req;
@@ -480,11 +627,12 @@ static struct hs *hs_new(struct cm_tp *tp, bool incoming)
     struct hs *h = cm_calloc(1, sizeof *h);
     h->tp = tp;
     h->incoming = incoming;
-    h->tcp = raft_malloc(sizeof *h->tcp);
+    h->tcp = raft_malloc(sizeof(struct guarded_tcp)); /* see struct guarded_tcp */
     if (h->tcp == NULL) {
         free(h);
         return NULL;
     }
+    memset(h->tcp, 0, sizeof(struct guarded_tcp));
     uv_tcp_init(tp->loop, h->tcp);
     h->tcp->data = h;
     uv_timer_init(tp->loop, &h->timer);

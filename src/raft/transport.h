@@ -18,7 +18,9 @@
  * OK; reads are sized exactly so no raft byte is consumed by the handshake. An outgoing
  * handshake must finish within 5 seconds; an incoming one gets 1 second for the HELLO and 1 for
  * the PROOF, at most 64 may be pending per source address and 512 in all (a newer connection
- * evicts the oldest, silent ones first), and failures are logged (rate limited).
+ * evicts the oldest, silent ones first), and failures are logged (rate limited). After the
+ * handshake, each message an accepted peer sends is checked against raft's framing before raft
+ * sizes a buffer from it (limits in transport.c).
  * The handshake authenticates; it does not encrypt (see docs/security.md).
  */
 #ifndef CM_TRANSPORT_H

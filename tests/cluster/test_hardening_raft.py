@@ -1,7 +1,11 @@
 """Hardening of the raft port: strangers holding connections open must not stall elections."""
+import hashlib
+import hmac
+import os
 import selectors
 import signal
 import socket
+import struct
 import threading
 import time
 
@@ -97,3 +101,49 @@ def test_idle_connections_from_several_addresses_do_not_block_election(make_clus
     """1,000 idle connections per survivor from eight addresses, one of them the peers'."""
     c = make_cluster(nodes=3, extra=PEERS)
     kill_leader_under_flood(c, [f"127.0.0.{x}" for x in range(1, 9)])
+
+
+def authenticated_raft_socket(c, node, claimed_id=99, addr=b"127.0.0.1:1"):
+    """A raft connection to `node` that passed the peer handshake (src/raft/transport.h)."""
+    host, port = c.raft_addr(node).rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=5)
+    nc = os.urandom(32)
+    idb = struct.pack(">Q", claimed_id)
+    s.sendall(b"CMRAFT01" + idb + nc + struct.pack(">H", len(addr)) + addr)
+    ch = b""
+    while len(ch) < 72:
+        chunk = s.recv(72 - len(ch))
+        assert chunk, "closed during the handshake"
+        ch += chunk
+    ns = ch[8:40]
+    s.sendall(hmac.new(PEER_SECRET.encode(), b"client" + ns + nc + idb + addr, hashlib.sha256).digest())
+    assert s.recv(1) == b"\x01"
+    return s
+
+
+GARBAGE = {  # canonical raft's framing: u64 type, u64 header length (little endian), header
+    "header length 2^62": struct.pack("<QQ", 1, 1 << 62),
+    "AppendEntries naming 1,000 entries in a 40-byte header":
+        struct.pack("<QQ", 1, 40) + struct.pack("<QQQQQ", 5, 0, 0, 0, 1000),
+    "unknown message type": struct.pack("<QQ", 77, 8) + bytes(8),
+}
+
+
+def test_garbage_from_an_authenticated_peer_is_refused_before_raft_sizes_anything(make_cluster):
+    c = make_cluster(nodes=3, extra=PEERS)
+    lid = c.wait_leader()
+    target = 1 + lid % 3  # a follower
+    for what, data in GARBAGE.items():
+        s = authenticated_raft_socket(c, target)
+        s.sendall(data)
+        s.settimeout(5)
+        try:
+            assert s.recv(1) == b"", what  # the node closed the connection
+        except ConnectionResetError:
+            pass
+        s.close()
+        assert target in c.alive(), f"node died on {what}: {c.log_tail(target, 20)}"
+    log = c.log_text(target)
+    assert log.count("closed a raft connection from an authenticated peer") == len(GARBAGE)
+    assert c.post(target, "/config/set", {"key": "after", "value": "1"}).status_code == 200
+    assert c.wait_leader() == lid
