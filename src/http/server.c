@@ -618,7 +618,7 @@ int cm_http_start(struct cm_http **out, struct cm_node *node, const struct cm_co
     h->node = node;
     h->cfg = cfg;
     classify_routes(h);
-    h->body_budget = BODY_BUDGET_BYTES;
+    h->body_budget = cfg->body_budget_bytes ? cfg->body_budget_bytes : BODY_BUDGET_BYTES;
     if (h->body_budget < 2ull * cfg->max_body_bytes)
         h->body_budget = 2ull * cfg->max_body_bytes;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |

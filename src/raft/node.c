@@ -1954,6 +1954,12 @@ int cm_node_init(struct cm_node **out, struct cm_config *cfg, char *err, size_t 
         rc = cm_transport_init(&n->transport, &n->loop, bind, cfg->peer_secret);
         n->auth_transport = true;
         CM_INFO("node", "raft peers authenticate with the cluster's peer secret");
+        if (cfg->peer_secret_is_api)
+            CM_WARN("node",
+                    "raft peers authenticate with the API secret (auth.peer_secret is not set "
+                    "or equals auth.secret): every client that can sign requests can also "
+                    "speak raft to this node; give every node the same separate "
+                    "auth.peer_secret (docs/security.md)");
     } else {
         rc = cm_transport_init_plain(&n->transport, &n->loop, bind);
         CM_WARN("node",

@@ -1024,9 +1024,14 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
                     sizeof cfg->peer_secret) < 0 ||
             get_i64(p, au, "auth", "max_age_s", 0, 86400 * 365, &cfg->auth_max_age_s) < 0)
             goto out;
-        /* raft peers authenticate with peer_secret, else with the API secret when auth is on */
+        /* raft peers authenticate with peer_secret, else with the API secret when auth is on
+         * (as the first releases did: requiring a separate one would stop every rolling upgrade
+         * of a cluster with auth on, since a member with another secret cannot reach the old
+         * ones; the node warns instead, see docs/security.md) */
         if (cfg->peer_secret[0] == '\0' && cfg->auth_enable)
             memcpy(cfg->peer_secret, cfg->auth_secret, sizeof cfg->peer_secret);
+        cfg->peer_secret_is_api =
+            cfg->auth_enable && strcmp(cfg->peer_secret, cfg->auth_secret) == 0;
         if (cfg->auth_enable && cfg->auth_secret[0] == '\0') {
             fail(p, "auth.enable_auth is set but auth.secret is empty");
             goto out;
@@ -1048,6 +1053,7 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
     cfg->max_body_bytes = 4u << 20;
     cfg->max_queued_requests = 20000;
     cfg->connection_timeout_s = 30;
+    cfg->body_budget_bytes = 256ull << 20;
     struct json_object *ht = sub(root, "http");
     if (ht) {
         static const char *const known[] = {"threads",
@@ -1056,17 +1062,21 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
                                             "max_queued_requests",
                                             "per_ip_connections",
                                             "connection_timeout_s",
+                                            "body_budget_bytes",
                                             NULL};
         uint64_t t = cfg->http_threads, mc = cfg->max_connections, mb = cfg->max_body_bytes,
-                 mq = cfg->max_queued_requests, pi = 0, ct = cfg->connection_timeout_s;
+                 mq = cfg->max_queued_requests, pi = 0, ct = cfg->connection_timeout_s,
+                 bb = cfg->body_budget_bytes;
         if (check_fields(p, ht, "http", known, NULL) < 0 ||
             get_u64(p, ht, "http", "threads", false, 64, &t) < 0 ||
             get_u64(p, ht, "http", "max_connections", false, 1000000, &mc) < 0 ||
             get_u64(p, ht, "http", "max_body_bytes", false, 1u << 30, &mb) < 0 ||
             get_u64(p, ht, "http", "max_queued_requests", false, 10000000, &mq) < 0 ||
             get_u64(p, ht, "http", "per_ip_connections", false, 1000000, &pi) < 0 ||
-            get_u64(p, ht, "http", "connection_timeout_s", false, 3600, &ct) < 0)
+            get_u64(p, ht, "http", "connection_timeout_s", false, 3600, &ct) < 0 ||
+            get_u64(p, ht, "http", "body_budget_bytes", false, 1ull << 40, &bb) < 0)
             goto out;
+        cfg->body_budget_bytes = bb ? bb : cfg->body_budget_bytes;
         cfg->http_threads = t ? (unsigned)t : 1;
         cfg->max_connections = mc ? (unsigned)mc : 1;
         cfg->max_body_bytes = mb ? (unsigned)mb : 1;

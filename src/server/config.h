@@ -76,8 +76,9 @@ struct cm_config {
 
     bool auth_enable;
     char auth_secret[256];
-    int64_t auth_max_age_s; /* 0 = no freshness check */
-    char peer_secret[256];  /* raft peer authentication; "" = off */
+    int64_t auth_max_age_s;  /* 0 = no freshness check */
+    char peer_secret[256];   /* raft peer authentication; "" = off */
+    bool peer_secret_is_api; /* the peer secret is the API secret (derived or set equal) */
 
     /* TLS on the HTTP API (and for calls to other nodes and blobnodes) */
     char tls_cert[CM_PATH_MAX];
@@ -146,6 +147,7 @@ struct cm_config {
     unsigned max_queued_requests; /* requests waiting on the loop before 503 */
     unsigned per_ip_connections;  /* 0 = unlimited */
     unsigned connection_timeout_s;
+    uint64_t body_budget_bytes; /* request bodies buffered at once, all connections together */
 
     /* limits: quotas checked before proposing (apply enforces the built-in ceilings of mod_kv.h
      * and mod_service.h, which these cannot exceed) */

@@ -147,3 +147,19 @@ def test_garbage_from_an_authenticated_peer_is_refused_before_raft_sizes_anythin
     assert log.count("closed a raft connection from an authenticated peer") == len(GARBAGE)
     assert c.post(target, "/config/set", {"key": "after", "value": "1"}).status_code == 200
     assert c.wait_leader() == lid
+
+
+def test_a_peer_secret_that_is_the_api_secret_is_named_in_the_log(make_cluster):
+    """With auth on and no separate auth.peer_secret, raft peers authenticate with the API
+    secret (a separate one cannot be required without stopping every rolling upgrade of such a
+    cluster): every client that can sign requests could speak raft, and each node says so. A
+    separate peer secret gives no such warning."""
+    api = {"enable_auth": True, "secret": "api-secret-for-tests"}
+    c = make_cluster(nodes=3, extra={"auth": api})
+    for i in (1, 2, 3):
+        assert "raft peers authenticate with the API secret" in c.log_text(i)
+    d = make_cluster(nodes=3, extra={"auth": dict(api, peer_secret="a-separate-peer-secret")})
+    for i in (1, 2, 3):
+        text = d.log_text(i)
+        assert "raft peers authenticate with the cluster's peer secret" in text
+        assert "raft peers authenticate with the API secret" not in text

@@ -582,6 +582,21 @@ static void test_limits(void **state)
     assert_true(cfg.service_max_entries == 100000 && cfg.service_max_bytes == 64ull << 20);
     assert_true(cfg.max_concurrent_dumps == 2 && cfg.config_list_max_bytes == 32u << 20);
     assert_true(cfg.service_collect_after_s == 86400);
+    assert_true(cfg.body_budget_bytes == 256ull << 20);
+    assert_false(cfg.peer_secret_is_api); /* auth off */
+    cm_config_free(&cfg);
+    expect_ok(cmt_config_text(",\"http\":{\"body_budget_bytes\":12345678},\"auth\":{"
+                              "\"enable_auth\":true,\"secret\":\"s\"}",
+                              NULL),
+              &cfg);
+    assert_true(cfg.body_budget_bytes == 12345678);
+    assert_true(cfg.peer_secret_is_api); /* auth on, no peer secret: the API secret */
+    cm_config_free(&cfg);
+    expect_ok(cmt_config_text(",\"auth\":{\"enable_auth\":true,\"secret\":\"s\","
+                              "\"peer_secret\":\"p\"}",
+                              NULL),
+              &cfg);
+    assert_false(cfg.peer_secret_is_api);
     cm_config_free(&cfg);
     expect_ok(cmt_config_text(",\"limits\":{\"kv_max_entries\":10,\"kv_max_bytes\":4096,"
                               "\"service_max_entries\":5,\"service_max_bytes\":1000,"
