@@ -403,6 +403,17 @@ void h_disk_add(struct cm_job *j)
         cm_reply_code(j, CM_ERR_EXIST);
         return;
     }
+    /* the quota (limits.disk_max_*): a full table still takes repairs, never new disks */
+    if (cm_disk_count(fsm) >= cfg->disk_max_entries ||
+        cm_disk_bytes(fsm) + cm_disk_entry_bytes(d->idc, d->rack, d->host, d->path, d->create_time,
+                                                 d->last_update_time) >
+            cfg->disk_max_bytes) {
+        cm_reply_error(j, 400,
+                       "the disk table is full (limits.disk_max_entries, "
+                       "limits.disk_max_bytes)",
+                       "Argument");
+        return;
+    }
     bool terminal = d->status == CM_DISK_REPAIRED || d->status == CM_DISK_DROPPED;
     if ((!terminal && cm_disk_hostpath_owner(fsm, d->host, d->path) != 0) ||
         d->cluster_id != cfg->cluster_id || (a->node_id == 0 && !cm_config_has_idc(cfg, d->idc)) ||

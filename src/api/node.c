@@ -142,6 +142,15 @@ void h_node_add(struct cm_job *j)
         cm_reply_code(j, CM_ERR_ILLEGAL_ARGUMENTS);
         return;
     }
+    /* the quota (limits.node_max_*): a known host was answered above */
+    if (cm_node_count(fsm) >= cfg->node_max_entries ||
+        cm_node_bytes(fsm) + cm_node_entry_bytes(a->idc, a->rack, a->host) > cfg->node_max_bytes) {
+        cm_reply_error(j, 400,
+                       "the node table is full (limits.node_max_entries, "
+                       "limits.node_max_bytes)",
+                       "Argument");
+        return;
+    }
     /* 6. a node set the caller names must exist for its disk type (1 is the EC set) */
     if (a->node_set_id != 0) {
         if (a->node_set_id == 1 || a->node_set_id > cm_node_cur_set_id(fsm)) {

@@ -11,6 +11,7 @@
 #include "../util/log.h"
 #include "../util/map.h"
 #include "codemode.h"
+#include "mod_cluster.h"
 #include "mod_node.h"
 #include "mod_scope.h"
 
@@ -206,6 +207,7 @@ struct hptab {
 };
 
 struct disk_state {
+    uint64_t bytes; /* strings + overhead of every disk (quota accounting) */
     const struct cm_config *cfg;
     struct disk **by_id;
     size_t cap; /* by_id has cap slots */
@@ -745,6 +747,7 @@ static void insert(struct disk_state *st, const struct rec *r)
     d->last_expire_ns = r->last_expire_ns;
     st->by_id[d->id] = d;
     st->n++;
+    st->bytes += cm_disk_entry_bytes(r->idc, r->rack, r->host, r->path, r->ctime, r->utime);
 
     struct hnode *H = &st->hosts[d->host];
     idset_add(&st->idcs[d->idc].disks, d->id);
@@ -918,6 +921,13 @@ static void apply_add(struct cm_fsm *fsm, struct disk_state *st, struct cm_dec *
     }
     if (node_id != 0 && !cm_node_usable(fsm, node_id)) { /* dropped since the proposal */
         res->code = CM_ERR_NODE_NOT_FOUND;
+        return;
+    }
+    if (cm_cluster_version(fsm) >= 2 &&
+        st->bytes + cm_disk_entry_bytes(idc, rack, host, path, ctime, utime) >
+            CM_DISK_HARD_MAX_BYTES) {
+        CM_WARN("disk", "not adding disk %u: the disk table is at its ceiling", r.id);
+        res->code = CM_ERR_ILLEGAL_ARGUMENTS;
         return;
     }
     r.expire_ns = cmd->ts_ns + (int64_t)expire_s * NS_PER_S;
@@ -1324,6 +1334,18 @@ bool cm_disk_get(struct cm_fsm *fsm, uint32_t disk_id, struct cm_disk_info *out)
     if (out)
         fill(st, d, out);
     return true;
+}
+
+uint64_t cm_disk_entry_bytes(const char *idc, const char *rack, const char *host, const char *path,
+                             const char *ctime, const char *utime)
+{
+    return strlen(idc) + strlen(rack) + strlen(host) + strlen(path) + strlen(ctime) +
+           strlen(utime) + CM_DISK_ENTRY_OVERHEAD;
+}
+
+uint64_t cm_disk_bytes(struct cm_fsm *fsm)
+{
+    return S(fsm)->bytes;
 }
 
 size_t cm_disk_count(struct cm_fsm *fsm)
@@ -1751,11 +1773,14 @@ int cm_disk_selfcheck(struct cm_fsm *fsm, char *err, size_t errlen)
     struct hnode *hw = cm_calloc(st->n_hosts + 1, sizeof *hw);
     int64_t *rackw = cm_calloc(st->n_racks + 1, sizeof *rackw);
     size_t n = 0, nst[6] = {0}, ndrop = 0, nhp = 0;
+    uint64_t bytes = 0;
     for (size_t i = 0; i < st->cap; i++) {
         struct disk *d = st->by_id[i];
         if (d == NULL)
             continue;
         n++;
+        bytes += cm_disk_entry_bytes(st->idcs[d->idc].name, st->racks[d->rack].name, d_host(st, d),
+                                     d_path(d), d_ctime(d), d_utime(d));
         CHECK(d->id == i, "disk %zu has id %u", i, d->id);
         struct inode *I = &want[d->idc];
         I->total++;
@@ -1803,6 +1828,8 @@ int cm_disk_selfcheck(struct cm_fsm *fsm, char *err, size_t errlen)
         }
     }
     CHECK(n == st->n, "%zu disks, counted %zu", st->n, n);
+    CHECK(bytes == st->bytes, "disk bytes %llu, counted %llu", (unsigned long long)st->bytes,
+          (unsigned long long)bytes);
     for (int s = 1; s <= 5; s++)
         CHECK(st->status[s].n == nst[s], "status set %d has %u, want %zu", s, st->status[s].n,
               nst[s]);

@@ -67,6 +67,12 @@ enum {
  * snapshot record beyond it is refused rather than sizing the table to up to 2^32 entries. */
 #define CM_DISK_ID_MAX (1u << 24)
 
+/* Quota accounting (limits.disk_max_entries, limits.disk_max_bytes): a disk counts its strings
+ * plus this overhead; from cluster version 2 on apply refuses an add past the ceiling, which no
+ * configured quota may exceed (the count is held to CM_DISK_ID_MAX by the id bound already). */
+#define CM_DISK_ENTRY_OVERHEAD 256u
+#define CM_DISK_HARD_MAX_BYTES (8ull << 30)
+
 /* Bounds of the numbers of a disk (so that sums over every disk cannot overflow): bytes at most
  * 2^50 (1 PiB), chunk counts at most 2^32. */
 #define CM_DISK_BYTES_MAX (1LL << 50)
@@ -126,6 +132,10 @@ void cm_disk_enc_admin_update(struct cm_buf *b, uint32_t disk_id, uint8_t status
 
 bool cm_disk_get(struct cm_fsm *fsm, uint32_t disk_id, struct cm_disk_info *out);
 size_t cm_disk_count(struct cm_fsm *fsm);
+/* Bytes the disks count for the quota, and what one more disk with these strings would add. */
+uint64_t cm_disk_bytes(struct cm_fsm *fsm);
+uint64_t cm_disk_entry_bytes(const char *idc, const char *rack, const char *host, const char *path,
+                             const char *ctime, const char *utime);
 /* The disk id that holds (host, path) in the uniqueness filter, 0 when free. */
 uint32_t cm_disk_hostpath_owner(struct cm_fsm *fsm, const char *host, const char *path);
 

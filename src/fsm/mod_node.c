@@ -102,6 +102,7 @@ struct node_state {
     uint32_t cur_nset, cur_dset;
     /* derived */
     size_t n_nodes, n_live, n_dm, n_members;
+    uint64_t bytes;                                /* quota accounting */
     struct cm_smap hkey;                           /* host + disk type name -> node id */
     struct cm_map nsets, dsets;                    /* id -> struct nset / struct dset */
     struct u32vec type_sets[CM_DISK_TYPE_MAX + 1]; /* node sets per disk type, ascending */
@@ -199,6 +200,7 @@ static void clear_derived(struct node_state *st)
     for (int t = 0; t <= CM_DISK_TYPE_MAX; t++)
         vec_free(&st->type_sets[t]);
     st->n_nodes = st->n_live = st->n_dm = st->n_members = 0;
+    st->bytes = 0;
 }
 
 static void node_destroy(void *state)
@@ -299,6 +301,7 @@ static void index_node(struct node_state *st, struct node *n)
         st->n_live++;
     }
     st->n_nodes++;
+    st->bytes += cm_node_entry_bytes(n->idc, n->rack, n->host);
 }
 
 /* Index a disk of a node: the node's disk list, its disk set (which exists from then on). */
@@ -480,6 +483,11 @@ static void apply_add(struct cm_fsm *fsm, struct node_state *st, struct cm_dec *
         }
     }
     uint64_t id = cm_scope_current(fsm, "nodeid") + 1;
+    if (st->bytes + cm_node_entry_bytes(idc, rack, host) > CM_NODE_HARD_MAX_BYTES) {
+        CM_WARN("node", "not adding node %s: the node table is at its ceiling", host);
+        res->code = CM_ERR_ILLEGAL_ARGUMENTS;
+        goto out;
+    }
     if (id > CM_NODE_ID_MAX) {
         CM_WARN("node", "not adding node %s: node ids exhausted", host);
         res->code = CM_ERR_ILLEGAL_ARGUMENTS;
@@ -820,6 +828,21 @@ bool cm_node_set_exists(struct cm_fsm *fsm, uint32_t id, uint8_t t)
 size_t cm_node_live_count(struct cm_fsm *fsm)
 {
     return S(fsm)->n_live;
+}
+
+uint64_t cm_node_entry_bytes(const char *idc, const char *rack, const char *host)
+{
+    return strlen(idc) + strlen(rack) + strlen(host) + CM_NODE_ENTRY_OVERHEAD;
+}
+
+size_t cm_node_count(struct cm_fsm *fsm)
+{
+    return S(fsm)->n_nodes;
+}
+
+uint64_t cm_node_bytes(struct cm_fsm *fsm)
+{
+    return S(fsm)->bytes;
 }
 
 size_t cm_node_member_disks(struct cm_fsm *fsm)

@@ -44,6 +44,10 @@ enum { CM_NODE_ROLE_BLOBNODE = 1, CM_NODE_ROLE_SHARDNODE = 2 };
 
 /* Node ids are bounded like disk ids (a dense table): 1..2^20, far above 10,000 blobnodes. */
 #define CM_NODE_ID_MAX (1u << 20)
+/* Quota accounting (limits.node_max_*): a node counts its strings plus this overhead; apply
+ * refuses an add past the ceiling, which no configured quota may exceed. */
+#define CM_NODE_ENTRY_OVERHEAD 128u
+#define CM_NODE_HARD_MAX_BYTES (1ull << 30)
 /* Node-set and disk-set ids: a set per node or per disk at most. */
 #define CM_NODE_SET_ID_MAX (1u << 25)
 
@@ -92,6 +96,10 @@ uint32_t cm_node_cur_set_id(struct cm_fsm *fsm);
 bool cm_node_set_exists(struct cm_fsm *fsm, uint32_t id, uint8_t t);
 /* Number of nodes that are not dropped; whether any node was ever added. */
 size_t cm_node_live_count(struct cm_fsm *fsm);
+/* Every node ever added (dropped ones keep their record), and the bytes they count. */
+size_t cm_node_count(struct cm_fsm *fsm);
+uint64_t cm_node_bytes(struct cm_fsm *fsm);
+uint64_t cm_node_entry_bytes(const char *idc, const char *rack, const char *host);
 bool cm_node_any(struct cm_fsm *fsm);
 /* Disks that are members of a disk set. */
 size_t cm_node_member_disks(struct cm_fsm *fsm);

@@ -18,7 +18,9 @@
 #include <strings.h>
 
 #include "../fsm/codemode.h"
+#include "../fsm/mod_disk.h"
 #include "../fsm/mod_kv.h"
+#include "../fsm/mod_node.h"
 #include "../fsm/mod_service.h"
 #include "../util/buf.h"
 #include "../util/json.h"
@@ -1092,12 +1094,17 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
     cfg->max_concurrent_dumps = 2;
     cfg->config_list_max_bytes = 32u << 20;
     cfg->service_collect_after_s = CM_SERVICE_COLLECT_AFTER_S;
+    cfg->disk_max_entries = 1000000;
+    cfg->disk_max_bytes = 2ull << 30;
+    cfg->node_max_entries = 100000;
+    cfg->node_max_bytes = 256ull << 20;
     struct json_object *lim = sub(root, "limits");
     if (lim) {
-        static const char *const known[] = {"kv_max_entries",          "kv_max_bytes",
-                                            "service_max_entries",     "service_max_bytes",
-                                            "max_concurrent_dumps",    "config_list_max_bytes",
-                                            "service_collect_after_s", NULL};
+        static const char *const known[] = {
+            "kv_max_entries",          "kv_max_bytes",         "service_max_entries",
+            "service_max_bytes",       "max_concurrent_dumps", "config_list_max_bytes",
+            "service_collect_after_s", "disk_max_entries",     "disk_max_bytes",
+            "node_max_entries",        "node_max_bytes",       NULL};
         if (check_fields(p, lim, "limits", known, NULL) < 0 ||
             get_u64(p, lim, "limits", "kv_max_entries", false, CM_KV_HARD_MAX_ENTRIES,
                     &cfg->kv_max_entries) < 0 ||
@@ -1112,7 +1119,15 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
             get_u64(p, lim, "limits", "config_list_max_bytes", false, CM_KV_HARD_MAX_BYTES,
                     &cfg->config_list_max_bytes) < 0 ||
             get_u64(p, lim, "limits", "service_collect_after_s", false, 100ull * 365 * 86400,
-                    &cfg->service_collect_after_s) < 0)
+                    &cfg->service_collect_after_s) < 0 ||
+            get_u64(p, lim, "limits", "disk_max_entries", false, CM_DISK_ID_MAX,
+                    &cfg->disk_max_entries) < 0 ||
+            get_u64(p, lim, "limits", "disk_max_bytes", false, CM_DISK_HARD_MAX_BYTES,
+                    &cfg->disk_max_bytes) < 0 ||
+            get_u64(p, lim, "limits", "node_max_entries", false, CM_NODE_ID_MAX,
+                    &cfg->node_max_entries) < 0 ||
+            get_u64(p, lim, "limits", "node_max_bytes", false, CM_NODE_HARD_MAX_BYTES,
+                    &cfg->node_max_bytes) < 0)
             goto out;
         if (cfg->max_concurrent_dumps == 0)
             cfg->max_concurrent_dumps = 1;

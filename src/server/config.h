@@ -155,6 +155,10 @@ struct cm_config {
     uint64_t kv_max_bytes;            /* keys + values + per-entry overhead */
     uint64_t service_max_entries;     /* service nodes */
     uint64_t service_max_bytes;       /* names, hosts, idcs + per-entry overhead */
+    uint64_t disk_max_entries;        /* registered disks */
+    uint64_t disk_max_bytes;          /* their strings + per-disk overhead */
+    uint64_t node_max_entries;        /* registered blobnodes (CubeFS v3.5.1 nodes) */
+    uint64_t node_max_bytes;          /* their strings + per-node overhead */
     uint64_t max_concurrent_dumps;    /* /snapshot/dump answers in flight; more get 503 */
     uint64_t config_list_max_bytes;   /* /config/list refuses a store with more key+value bytes */
     uint64_t service_collect_after_s; /* the leader unregisters nodes expired this long */

@@ -91,3 +91,36 @@ def test_concurrent_dumps_are_bounded(make_cluster):
             break
         time.sleep(0.2)
     assert r.status_code == 200 and r.headers["Raft-Snapshot-Index"]
+
+
+def test_disk_and_node_tables_have_quotas(make_cluster):
+    """Disks and blobnodes are replicated stores a client grows too: past limits.disk_max_* and
+    limits.node_max_* a new one is refused with 400 before anything is proposed, while a node
+    that registers again (the same host) gets its id back."""
+    c = make_cluster(nodes=3, extra={"limits": {"disk_max_entries": 3, "node_max_entries": 2}})
+    nodes = []
+    for k in range(2):
+        r = c.post(1 + k, "/node/add", {"cluster_id": 1, "disk_type": 1, "idc": "z0",
+                                        "rack": "r", "host": f"http://10.7.0.{k}:8899",
+                                        "role": 1})
+        assert r.status_code == 200, r.text
+        nodes.append(r.json()["node_id"])
+    r = c.post(3, "/node/add", {"cluster_id": 1, "disk_type": 1, "idc": "z0", "rack": "r",
+                                "host": "http://10.7.0.9:8899", "role": 1})
+    assert r.status_code == 400 and "node table is full" in r.json()["error"], r.text
+    r = c.post(1, "/node/add", {"cluster_id": 1, "disk_type": 1, "idc": "z0", "rack": "r",
+                                "host": "http://10.7.0.0:8899", "role": 1})
+    assert r.json() == {"node_id": nodes[0]}
+    for k in range(4):
+        d = c.post(1, "/diskid/alloc", None, headers={"Content-Length": "0"}).json()["disk_id"]
+        body = {"cluster_id": 1, "idc": "z0", "rack": "r", "host": "", "path": f"/q{k}",
+                "status": 1, "readonly": False, "create_time": "2025-01-01T00:00:00Z",
+                "last_update_time": "2025-01-01T00:00:00Z", "disk_id": d, "used": 0,
+                "free": 1 << 30, "size": 1 << 30, "node_id": nodes[k % 2]}
+        r = c.post(2, "/disk/add", body)
+        if k < 3:
+            assert r.status_code == 200, r.text
+        else:
+            assert r.status_code == 400 and "disk table is full" in r.json()["error"], r.text
+    for i in (1, 2, 3):
+        assert len(c.get(i, "/disk/list?count=200").json()["disks"]) == 3

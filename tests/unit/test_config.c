@@ -583,6 +583,8 @@ static void test_limits(void **state)
     assert_true(cfg.max_concurrent_dumps == 2 && cfg.config_list_max_bytes == 32u << 20);
     assert_true(cfg.service_collect_after_s == 86400);
     assert_true(cfg.body_budget_bytes == 256ull << 20);
+    assert_true(cfg.disk_max_entries == 1000000 && cfg.disk_max_bytes == 2ull << 30);
+    assert_true(cfg.node_max_entries == 100000 && cfg.node_max_bytes == 256ull << 20);
     assert_false(cfg.peer_secret_is_api); /* auth off */
     cm_config_free(&cfg);
     expect_ok(cmt_config_text(",\"http\":{\"body_budget_bytes\":12345678},\"auth\":{"
@@ -614,6 +616,10 @@ static void test_limits(void **state)
                 "kv_max_entries");
     expect_fail(cmt_config_text(",\"limits\":{\"service_max_entries\":200001}", NULL),
                 "service_max_entries");
+    expect_fail(cmt_config_text(",\"limits\":{\"disk_max_entries\":16777217}", NULL),
+                "disk_max_entries");
+    expect_fail(cmt_config_text(",\"limits\":{\"node_max_bytes\":1073741825}", NULL),
+                "node_max_bytes");
     expect_fail(cmt_config_text(",\"limits\":{\"service_max_bytes\":268435457}", NULL),
                 "service_max_bytes");
     expect_fail(cmt_config_text(",\"limits\":{\"max_dumps\":1}", NULL), "limits.max_dumps");
