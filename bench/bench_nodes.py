@@ -19,36 +19,16 @@ usage: bench/bench_nodes.py [--hosts 10000 --disks 20] [--duration 10] [--build 
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 
-import requests
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "cluster"))
 from cmcluster import Cluster  # noqa: E402
+from bench_disks import rss_mb, timed_get  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def timed_get(url, n=20):
-    s = requests.Session()
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        r = s.get(url, timeout=60)
-        times.append((time.perf_counter() - t0) * 1000)
-        r.raise_for_status()
-    return statistics.median(times), max(times), len(r.content)
 
 
 def register(args, binary, sim, generation):
@@ -119,7 +99,6 @@ def heartbeats(args, binary, sim, notify):
         c.start_all()
         cms = ",".join(c.http(i) for i in (1, 2, 3))
         run_sim(sim, cms, 1000, 10, ["-i", "30", "-d", "1"])  # register once
-        lid = c.wait_leader()
         before = proposed(c)
         print(f"heartbeats, heartbeat_notify_interval_s {notify}, {args.duration} s...",
               flush=True)

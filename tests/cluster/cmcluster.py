@@ -6,6 +6,7 @@ HTTP: every request goes over TCP to a real node.
 """
 import base64
 import hashlib
+import http.client
 import importlib.util
 import json
 import struct
@@ -145,6 +146,21 @@ class Cluster:
         if wait_leader:
             self.wait_version(self.wait_leader())
         return self
+
+    def raw_post(self, i, path, headers):
+        """A POST to node i with exactly these headers and no body bytes (what a client that
+        sends Content-Length: 0 sends); returns (status, body)."""
+        host, port = self.http(i).split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=15)
+        try:
+            conn.putrequest("POST", path, skip_accept_encoding=True)
+            for k, v in headers.items():
+                conn.putheader(k, v)
+            conn.endheaders()
+            r = conn.getresponse()
+            return r.status, r.read()
+        finally:
+            conn.close()
 
     def wipe_and_readd(self, victim, lid):
         """Kill `victim`, wipe its data directory, and add it back empty under the same id

@@ -3,13 +3,10 @@ the v3.5.1 sample shape, task switches as current clients use them and as 2022 c
 system keys, the config store seen through the KV routes, /stat's read_only and applyingLength,
 empty request bodies, and a file whose code-mode policies are all disabled."""
 import base64
-import http.client
 import json
 import random
 import time
 import urllib.parse
-
-import requests
 
 from test_disks import Sim
 
@@ -70,18 +67,7 @@ def kv_get(c, node, key):
 
 
 def raw_post(c, node, path, headers):
-    """A POST with exactly the given headers and no body bytes."""
-    host, port = c.http(node).split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=15)
-    try:
-        conn.putrequest("POST", path, skip_accept_encoding=True)
-        for k, v in headers.items():
-            conn.putheader(k, v)
-        conn.endheaders()
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
+    return c.raw_post(node, path, headers)
 
 
 def switch_client(c, node, key):

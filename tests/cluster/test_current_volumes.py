@@ -5,7 +5,6 @@ current, and an idempotent retry before 919; /volume/unit/alloc wants the curren
 /volume/list cap of 2000; volume_mgr_config.allocatable_size; the /chunk/report wire rules and
 argument-less POSTs with an empty body; lock/unlock tasks that skip units on broken disks; and
 /volume/unit/list never reporting a vuid newer than the truth."""
-import http.client
 import json
 import os
 import shutil
@@ -18,9 +17,9 @@ import pytest
 import requests
 
 from cmcluster import BUILD, ROOT, Cluster
-from test_volumes import alloc, disk_hosts, err, get, idle_vid, sim_chunks
-from volutil import (CS, EC3P3, FakeBlobnode, Sim, chunk_report, metric, settled, volumes, vstat,
-                     vuid, wait, wait_pool)
+from test_volumes import alloc, err, get, idle_vid, sim_chunks
+from volutil import (CS, FakeBlobnode, Sim, chunk_report, metric, settled, vstat, vuid, wait,
+                     wait_pool)
 
 POOL = 4
 VOLCFG = {"min_allocable_volume_count": POOL, "check_expired_volume_interval_s": 1,
@@ -437,18 +436,7 @@ def test_chunk_report_wire(fleet):
 
 
 def raw_post(c, node, path, headers):
-    """A POST with exactly these headers and no body."""
-    host, port = c.http(node).split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=15)
-    try:
-        conn.putrequest("POST", path, skip_accept_encoding=True)
-        for k, v in headers.items():
-            conn.putheader(k, v)
-        conn.endheaders()
-        r = conn.getresponse()
-        return r.status, r.read()
-    finally:
-        conn.close()
+    return c.raw_post(node, path, headers)
 
 
 def test_argless_posts_with_an_empty_body(fleet):

@@ -119,6 +119,24 @@ def test_console_of_a_follower_with_auth(auth_cluster):
     assert data["leader_stat"]["raft_status"]["raftState"] == "StateLeader"
 
 
+def without_followers(c, lid, path, body):
+    """POST to leader `lid` while both followers are stopped: ((status, text), seconds taken);
+    status 0 when it did not answer within 8 s."""
+    others = [i for i in (1, 2, 3) if i != lid]
+    for i in others:
+        c.pause(i)
+    try:
+        t0 = time.time()
+        try:
+            r = c.post(lid, path, body, timeout=8)
+            return (r.status_code, r.text), time.time() - t0
+        except requests.RequestException as e:
+            return (0, str(e)), time.time() - t0
+    finally:
+        for i in others:
+            c.resume(i)
+
+
 def test_write_that_changes_nothing_waits_for_a_quorum(auth_cluster):
     """A leader that lost its followers cannot tell whether it was deposed: a write that would
     change nothing (the same status once more) is answered only after a barrier, like a read,
@@ -128,20 +146,8 @@ def test_write_that_changes_nothing_waits_for_a_quorum(auth_cluster):
     d = alloc(c, lid)
     assert c.post(lid, "/disk/add", disk(d, "http://127.0.0.1:8801", "/noop")).status_code == 200
     assert c.post(lid, "/disk/set", {"disk_id": d, "status": 1}).status_code == 200
-    others = [i for i in (1, 2, 3) if i != lid]
-    for i in others:
-        c.pause(i)
-    try:
-        t0 = time.time()
-        try:
-            r = c.post(lid, "/disk/set", {"disk_id": d, "status": 1}, timeout=8)
-            answer = (r.status_code, r.text)
-        except requests.RequestException as e:
-            answer = (0, str(e))
-        assert answer[0] != 200, f"answered without a quorum after {time.time() - t0:.2f}s"
-    finally:
-        for i in others:
-            c.resume(i)
+    answer, took = without_followers(c, lid, "/disk/set", {"disk_id": d, "status": 1})
+    assert answer[0] != 200, f"answered without a quorum after {took:.2f}s"
     lid = c.wait_leader()
     assert c.post(lid, "/disk/set", {"disk_id": d, "status": 1}).status_code == 200
     follower = next(i for i in (1, 2, 3) if i != lid)
@@ -156,19 +162,7 @@ def test_service_heartbeat_not_found_waits_for_a_quorum(auth_cluster):
     lid = c.wait_leader()
     key = {"name": "ghost", "host": "http://10.9.9.9:9000"}
     assert c.post(lid, "/service/heartbeat", key).status_code == 404
-    others = [i for i in (1, 2, 3) if i != lid]
-    for i in others:
-        c.pause(i)
-    try:
-        t0 = time.time()
-        try:
-            r = c.post(lid, "/service/heartbeat", key, timeout=8)
-            answer = (r.status_code, r.text)
-        except requests.RequestException as e:
-            answer = (0, str(e))
-        assert answer[0] != 404, f"answered 404 without a quorum after {time.time() - t0:.2f}s"
-    finally:
-        for i in others:
-            c.resume(i)
+    answer, took = without_followers(c, lid, "/service/heartbeat", key)
+    assert answer[0] != 404, f"answered 404 without a quorum after {took:.2f}s"
     lid = c.wait_leader()
     assert c.post(lid, "/service/heartbeat", key).status_code == 404
