@@ -435,29 +435,40 @@ static int c_task_disable(struct cmctl *c, char **a)
     return set_switch(c, a[0], "Disable");
 }
 
+/* One switch per request (/config/get): /config/list would carry the whole store, which is
+ * the KV store since CubeFS v3.3 and may be refused when large. */
 static int c_task_status(struct cmctl *c, char **a)
 {
     if (a[0] && check_switch(a[0]))
         return CMCTL_ERR_USAGE;
-    struct json_object *o, *cfgs = NULL;
-    int rc = call_json(c, "GET", "/config/list", NULL, &o);
-    if (rc)
-        return rc;
-    if (o)
-        json_object_object_get_ex(o, "configs", &cfgs);
     for (const char *const *s = switches; *s; s++) {
         if (a[0] && strcmp(a[0], *s) != 0)
             continue;
-        struct json_object *v = NULL;
-        const char *val = cfgs && json_object_object_get_ex(cfgs, *s, &v) && v
-                              ? json_object_get_string(v)
-                              : "(unset)";
+        char *p = path_q("/config/get", "key", *s);
+        struct cmctl_resp r;
+        int rc = cmctl_request(c, "GET", p, NULL, NULL, 0, &r);
+        free(p);
+        if (rc)
+            return rc;
+        char *val = NULL;
+        if (r.status == 404) {
+            val = cm_strdup("(unset)");
+        } else if ((rc = cmctl_check(&r, "GET /config/get")) == 0) {
+            char err[256];
+            struct json_object *o = cm_json_parse(r.body.data, r.body.len, false, err, sizeof err);
+            val = cm_strdup(
+                o && json_object_is_type(o, json_type_string) ? json_object_get_string(o) : "?");
+            json_object_put(o);
+        }
+        cmctl_resp_free(&r);
+        if (rc)
+            return rc;
         if (a[0])
             printf("%s\n", val);
         else
-            printf("%-13s %s\n", *s, val);
+            printf("%-15s %s\n", *s, val);
+        free(val);
     }
-    json_object_put(o);
     return 0;
 }
 

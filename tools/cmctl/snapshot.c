@@ -131,9 +131,9 @@ static int snap_save(struct cmctl *c, const char *file)
 {
     /* The dump is answered from the node's local state. A linearizable read on the same node
      * first makes it apply everything the cluster acknowledged before this command started,
-     * so the saved file contains it. */
+     * so the saved file contains it (a small one: /config/list carries the whole KV store). */
     struct cmctl_resp r;
-    int rc = cmctl_request(c, "GET", "/config/list", NULL, NULL, 0, &r);
+    int rc = cmctl_request(c, "GET", "/disk/list?count=1", NULL, NULL, 0, &r);
     if (rc)
         return rc;
     rc = cmctl_check(&r, "read barrier before the dump");
