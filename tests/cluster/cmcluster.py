@@ -188,7 +188,12 @@ class Cluster:
             time.sleep(0.05)
         raise TimeoutError(f"cluster version not raised: {self.log_tail(i)}")
 
-    def wait_http(self, i, timeout=20):
+    def wait_http(self, i, timeout=None):
+        # A sanitizer build loads a long raft log slowly (canonical raft grows its entry array
+        # one realloc at a time, which ASan turns into fresh mappings): about 10 s for 4,500
+        # entries on an idle core, more with three nodes starting at once on two cores.
+        if timeout is None:
+            timeout = 60 if "san" in os.path.basename(BUILD) else 20
         end = time.time() + timeout
         while time.time() < end:
             p = self.procs.get(i)
