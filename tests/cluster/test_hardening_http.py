@@ -171,10 +171,16 @@ def test_request_log_names_the_tcp_peer_next_to_the_claimed_client(c):
                               {"X-Forwarded-For": "10.8.8.8, 10.7.7.7"})):
         r = c.post(1, "/config/set", {"key": "peer"}, headers={"X-Request-Id": f"peer-{n}", **hdrs})
         assert r.status_code == 400  # a failed write is logged at info
-    text = c.log_text(1)
+    # the line is written after the answer went out: wait for it
     for n, client in enumerate(("10.9.9.9", "10.8.8.8")):
-        line = next(ln for ln in text.splitlines() if f"req=peer-{n} " in ln)
-        assert line.endswith(f"client={client} peer=127.0.0.1"), line
+        deadline = time.time() + 10
+        while True:
+            lines = [ln for ln in c.log_text(1).splitlines() if f"req=peer-{n} " in ln]
+            if lines or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        assert lines, f"no request log line for peer-{n}"
+        assert lines[0].endswith(f"client={client} peer=127.0.0.1"), lines[0]
 
 
 def test_audit_lines_are_utf8_whatever_the_client_sends(c):
