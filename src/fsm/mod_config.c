@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../http/errors.h"
 #include "../util/buf.h"
 #include "../util/codec.h"
 #include "../util/log.h"
 #include "../util/map.h"
+#include "codes.h"
 #include "mod_cluster.h"
 #include "mod_kv.h"
 

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../http/errors.h"
 #include "../util/log.h"
 #include "../util/map.h"
+#include "codes.h"
 #include "codemode.h"
 #include "mod_cluster.h"
 #include "mod_node.h"

@@ -1,6 +1,5 @@
 /* KV module; see mod_kv.h. */
 #include "mod_kv.h"
-#include "mod_cluster.h"
 
 #include <bsd/sys/tree.h>
 #include <stdatomic.h>
@@ -8,10 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../http/errors.h"
 #include "../util/base64.h"
 #include "../util/codec.h"
 #include "../util/log.h"
+#include "codes.h"
+#include "mod_cluster.h"
 
 /* Immutable once built; shared between the tree and snapshot copies. */
 struct kv_item {

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../http/errors.h"
+#include "codes.h"
 #include "mod_cluster.h"
 #include "mod_config.h"
 #include "../util/log.h"

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../http/errors.h"
 #include "../util/log.h"
 #include "../util/map.h"
+#include "codes.h"
 #include "mod_disk.h"
 #include "mod_scope.h"
 

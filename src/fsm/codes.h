@@ -1,0 +1,58 @@
+/*
+ * Result codes of the state machine and of the requests it serves: the clustermgr 9xx codes of
+ * the wire contract (spec §2.3) and the generic errors. Apply hands them back to the proposer;
+ * the HTTP layer (src/http/errors.h) maps each to its status line and message.
+ */
+#ifndef CM_CODES_H
+#define CM_CODES_H
+
+enum {
+    CM_ERR_UNEXPECT = 900,
+    CM_ERR_ACTIVE_VOLUME = 901,
+    CM_ERR_LOCK_NOT_ALLOW = 902,
+    CM_ERR_UNLOCK_NOT_ALLOW = 903,
+    CM_ERR_VOLUME_NOT_EXIST = 904,
+    CM_ERR_VOLUME_STATUS_NOT_ACCEPTABLE = 905,
+    CM_ERR_RAFT_PROPOSE = 906,
+    CM_ERR_NO_LEADER = 907,
+    CM_ERR_RAFT_READ_INDEX = 908,
+    CM_ERR_UPDATE_VOLUME_PARAM_INVALID = 909,
+    CM_ERR_DUPLICATED_MEMBER = 910,
+    CM_ERR_DISK_NOT_FOUND = 911,
+    CM_ERR_INVALID_DISK_STATUS = 912,
+    CM_ERR_CHANGE_DISK_STATUS_NOT_ALLOW = 913,
+    CM_ERR_CONCURRENT_ALLOC_UNIT = 914,
+    CM_ERR_OVER_MAX_VOLUME_THRESHOLD = 915,
+    CM_ERR_ALLOC_VOLUME_INVALID_PARAMS = 916,
+    CM_ERR_NO_AVAILABLE_VOLUME = 917,
+    CM_ERR_OLD_VUID_NOT_MATCH = 918,
+    CM_ERR_NEW_VUID_NOT_MATCH = 919,
+    CM_ERR_NEW_DISKID_NOT_MATCH = 920,
+    CM_ERR_CONFIG_ARGUMENT = 921,
+    CM_ERR_INVALID_CLUSTER_ID = 922,
+    CM_ERR_INVALID_IDC = 923,
+    CM_ERR_VOLUME_UNIT_NOT_EXIST = 924,
+    CM_ERR_REGISTER_SERVICE_INVALID = 925,
+    CM_ERR_DISK_ABNORMAL = 926,
+    CM_ERR_STAT_CHUNK_FAILED = 927,
+    CM_ERR_INVALID_CODE_MODE = 928,
+    CM_ERR_RETAIN_VOLUME_NOT_ALLOC = 929,
+    CM_ERR_DROPPED_DISK_HAS_UNIT = 930,
+    CM_ERR_NOT_SUPPORT_IDLE = 931,
+    /* added by CubeFS v3.2-v3.5.1 (current-release.md §3.7) */
+    CM_ERR_DISK_DROPPING = 932,
+    CM_ERR_DELETE_SYSTEM_CONFIG = 933,
+    CM_ERR_NODE_NOT_FOUND = 934,
+    CM_ERR_NODE_DISKS_IN_USE = 935,
+    CM_ERR_NODESET_NOT_FOUND = 936,
+
+    /* generic errors (spec §2.3 table 2); ErrExist is a 201 carrying an error body */
+    CM_ERR_EXIST = 1201,
+    CM_ERR_ILLEGAL_ARGUMENTS = 1400,
+    CM_ERR_REQUEST_NOT_ALLOW = 1401,
+    CM_ERR_NOT_FOUND = 1404,
+    CM_ERR_REQUEST_TIMEOUT = 1408,
+    CM_ERR_UNEXPECTED = 1500,
+};
+
+#endif
