@@ -247,6 +247,9 @@ def test_request_logs_follow_the_level(ops3):
     assert c.post(3, "/log/level", "level=debug", headers=form).status_code == 200
     c.get(3, "/config/get?key=balance", headers={"X-Request-Id": "read-at-debug"})
     c.get(3, "/stat")
+    # a request is logged after its answer went out: see the line before the level goes back
+    wait_for(lambda: re.search(r"req=3-\d+ GET /stat route=stat status=200", c.log_text(3)),
+             what="the debug line of GET /stat")
     assert c.post(3, "/log/level", "level=info", headers=form).status_code == 200
 
     def logged():
