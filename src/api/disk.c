@@ -386,7 +386,7 @@ void h_disk_add(struct cm_job *j)
     struct cm_node_caps caps = {0};
     if (a->node_id != 0) {
         d->idc = n.idc, d->rack = n.rack, d->host = n.host;
-        cm_node_caps_from_config(cfg, n.disk_type, &caps);
+        cm_node_caps_from_config(&cfg->fsm, n.disk_type, &caps);
     }
     struct cm_disk_info old;
     if (cm_disk_get(fsm, d->disk_id, &old)) {
@@ -424,7 +424,7 @@ void h_disk_add(struct cm_job *j)
         return;
     }
     struct cm_buf b = {0};
-    cm_disk_enc_add(&b, d, cfg);
+    cm_disk_enc_add(&b, d, &cfg->fsm);
     if (a->node_id != 0)
         cm_disk_enc_add_node(&b, a->node_id, &caps);
     cm_job_propose(j, CM_MOD_DISK, CM_DISK_OP_ADD, &b, NULL);
@@ -534,7 +534,7 @@ void h_disk_heartbeat(struct cm_job *j)
     j->hstate = o;
     j->hstate_free = put_json;
     struct cm_buf b = {0};
-    cm_disk_enc_heartbeat(&b, due, n_due, cfg);
+    cm_disk_enc_heartbeat(&b, due, n_due, &cfg->fsm);
     free(due);
     cm_job_propose(j, CM_MOD_DISK, CM_DISK_OP_HEARTBEAT, &b, heartbeat_applied);
 }

@@ -169,7 +169,7 @@ void h_node_add(struct cm_job *j)
                              .rack = a->rack,
                              .host = a->host};
     struct cm_node_caps caps;
-    cm_node_caps_from_config(cfg, a->disk_type, &caps);
+    cm_node_caps_from_config(&cfg->fsm, a->disk_type, &caps);
     struct cm_buf b = {0};
     cm_node_enc_add(&b, &n, a->node_set_id, &caps);
     cm_job_propose(j, CM_MOD_NODE, CM_NODE_OP_ADD, &b, node_added);

@@ -70,7 +70,7 @@ static void destroy_all(void **mods)
             modules[i]->destroy(mods[i]);
 }
 
-struct cm_fsm *cm_fsm_new(const struct cm_config *cfg, uint64_t self_id)
+struct cm_fsm *cm_fsm_new(const struct cm_fsm_settings *cfg, uint64_t self_id)
 {
     struct cm_fsm *fsm = cm_calloc(1, sizeof *fsm);
     fsm->cfg = cfg;

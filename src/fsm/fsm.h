@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../server/config.h"
+#include "settings.h"
 #include "../util/buf.h"
 #include "../util/codec.h"
 #include "cmd.h"
@@ -61,7 +61,7 @@ struct cm_module {
 typedef void (*cm_fsm_applied_fn)(void *arg, const struct cm_cmd *cmd, struct cm_result *res);
 
 struct cm_fsm {
-    const struct cm_config *cfg;
+    const struct cm_fsm_settings *cfg;
     uint64_t self_id;
     void *mods[CM_MOD_MAX];
     cm_fsm_applied_fn on_applied;
@@ -78,7 +78,7 @@ struct cm_fsm {
     uint64_t n_blocked; /* entries not applied since */
 };
 
-struct cm_fsm *cm_fsm_new(const struct cm_config *cfg, uint64_t self_id);
+struct cm_fsm *cm_fsm_new(const struct cm_fsm_settings *cfg, uint64_t self_id);
 void cm_fsm_free(struct cm_fsm *fsm);
 
 /* Apply one log entry's buffer. Never fails. */

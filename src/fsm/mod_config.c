@@ -192,7 +192,7 @@ bool cm_config_lookup(struct cm_fsm *fsm, const char *key, const char **val, siz
         struct config_state *s = fsm->mods[CM_MOD_CONFIG];
         const char *v = cm_smap_get(&s->overrides, key);
         if (v == NULL || v[0] == '\0')
-            v = cm_config_default(fsm->cfg, key);
+            v = cm_settings_default(fsm->cfg, key);
         if (v == NULL)
             return false;
         *val = v;
@@ -202,7 +202,7 @@ bool cm_config_lookup(struct cm_fsm *fsm, const char *key, const char **val, siz
     size_t klen = strlen(key);
     if (klen > 0 && klen <= CM_KV_KEY_MAX && cm_kv_get(fsm, key, klen, val, vlen))
         return true;
-    const char *d = cm_config_default(fsm->cfg, key);
+    const char *d = cm_settings_default(fsm->cfg, key);
     if (d == NULL)
         return false;
     *val = d;
@@ -242,7 +242,7 @@ struct json_object *cm_config_json_string(const char *s, size_t len)
 }
 
 struct list_ctx {
-    const struct cm_config *cfg;
+    const struct cm_fsm_settings *cfg;
     struct json_object *out;
     size_t j; /* next default to merge */
 };
@@ -277,7 +277,7 @@ static void list_one(void *arg, const char *key, size_t klen, const char *val, s
 static struct json_object *list_v1(struct cm_fsm *fsm)
 {
     struct config_state *s = fsm->mods[CM_MOD_CONFIG];
-    const struct cm_config *cfg = fsm->cfg;
+    const struct cm_fsm_settings *cfg = fsm->cfg;
     struct json_object *o = json_object_new_object();
     size_t n;
     const char **keys = sorted_keys(s, &n);

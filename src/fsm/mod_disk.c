@@ -208,7 +208,7 @@ struct hptab {
 
 struct disk_state {
     uint64_t bytes; /* strings + overhead of every disk (quota accounting) */
-    const struct cm_config *cfg;
+    const struct cm_fsm_settings *cfg;
     struct disk **by_id;
     size_t cap; /* by_id has cap slots */
     size_t n;
@@ -774,13 +774,14 @@ static void put_i64s(struct cm_buf *b, const int64_t *v, size_t n)
 
 /* The proposer's lease length and chunk size travel with the command, so apply does not depend
  * on each node's own config. */
-static void put_stamp(struct cm_buf *b, const struct cm_config *cfg)
+static void put_stamp(struct cm_buf *b, const struct cm_fsm_settings *cfg)
 {
     cm_put_u32(b, (uint32_t)cfg->heartbeat_expire_interval_s);
     cm_put_u64(b, cfg->chunk_size);
 }
 
-void cm_disk_enc_add(struct cm_buf *b, const struct cm_disk_info *d, const struct cm_config *cfg)
+void cm_disk_enc_add(struct cm_buf *b, const struct cm_disk_info *d,
+                     const struct cm_fsm_settings *cfg)
 {
     cm_put_u32(b, d->disk_id);
     cm_put_u32(b, d->cluster_id);
@@ -816,7 +817,7 @@ void cm_disk_enc_id(struct cm_buf *b, uint32_t disk_id)
 }
 
 void cm_disk_enc_heartbeat(struct cm_buf *b, const struct cm_disk_hb *hb, size_t n,
-                           const struct cm_config *cfg)
+                           const struct cm_fsm_settings *cfg)
 {
     put_stamp(b, cfg);
     cm_put_uvar(b, n);
@@ -1473,7 +1474,7 @@ static int64_t stripes(int64_t *v, size_t n, size_t k, int64_t *tmp)
 struct json_object *cm_disk_space_stat(struct cm_fsm *fsm, int64_t now_ns)
 {
     struct disk_state *st = S(fsm);
-    const struct cm_config *cfg = fsm->cfg;
+    const struct cm_fsm_settings *cfg = fsm->cfg;
     advance(st, now_ns);
     int64_t cs = chunk_size(st);
 

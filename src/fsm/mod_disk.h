@@ -114,7 +114,8 @@ const char *cm_disk_status_name(uint8_t status);
 /* Add and heartbeat carry the proposer's heartbeat_expire_interval_s and chunk_size from `cfg`
  * (apply computes the lease end and the chunk counters from them, not from its own config).
  * max/free chunk counts of `d` are not carried. */
-void cm_disk_enc_add(struct cm_buf *b, const struct cm_disk_info *d, const struct cm_config *cfg);
+void cm_disk_enc_add(struct cm_buf *b, const struct cm_disk_info *d,
+                     const struct cm_fsm_settings *cfg);
 /* Appended to an add (after cm_disk_enc_add) when the disk belongs to a node: the node and the
  * proposer's disk-set caps; apply refuses the add (934) when the node is gone by then. */
 struct cm_node_caps;
@@ -122,7 +123,7 @@ void cm_disk_enc_add_node(struct cm_buf *b, uint32_t node_id, const struct cm_no
 void cm_disk_enc_set_status(struct cm_buf *b, uint32_t disk_id, uint8_t status);
 void cm_disk_enc_id(struct cm_buf *b, uint32_t disk_id); /* drop, dropped */
 void cm_disk_enc_heartbeat(struct cm_buf *b, const struct cm_disk_hb *hb, size_t n,
-                           const struct cm_config *cfg);
+                           const struct cm_fsm_settings *cfg);
 void cm_disk_enc_access(struct cm_buf *b, uint32_t disk_id, bool readonly);
 /* status outside 1-5 and counts <= 0 leave those fields unchanged. */
 void cm_disk_enc_admin_update(struct cm_buf *b, uint32_t disk_id, uint8_t status,

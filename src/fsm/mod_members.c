@@ -73,7 +73,7 @@ const char *cm_members_http_replicated(struct cm_fsm *fsm, uint64_t id)
 const char *cm_members_http(struct cm_fsm *fsm, uint64_t id)
 {
     const char *a = cm_members_http_replicated(fsm, id);
-    return a ? a : cm_config_node_http(fsm->cfg, id);
+    return a ? a : cm_settings_node_http(fsm->cfg, id);
 }
 
 static int cmp_u64(const void *a, const void *b)

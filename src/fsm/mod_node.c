@@ -145,7 +145,7 @@ int cm_node_role_parse(const char *name)
     return -1;
 }
 
-void cm_node_caps_from_config(const struct cm_config *cfg, uint8_t disk_type,
+void cm_node_caps_from_config(const struct cm_fsm_settings *cfg, uint8_t disk_type,
                               struct cm_node_caps *caps)
 {
     memset(caps, 0, sizeof *caps);

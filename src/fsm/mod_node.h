@@ -67,7 +67,7 @@ struct cm_node_caps {
     uint32_t disk_set_cap, disk_per_node;
     bool rack_aware;
 };
-void cm_node_caps_from_config(const struct cm_config *cfg, uint8_t disk_type,
+void cm_node_caps_from_config(const struct cm_fsm_settings *cfg, uint8_t disk_type,
                               struct cm_node_caps *caps);
 
 /* Disk types and roles by name ("hdd", "ssd", "nvmessd"; "blobnode", "shardnode"). */

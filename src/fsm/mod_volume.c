@@ -82,7 +82,7 @@ struct mstat {
 };
 
 struct vstate {
-    const struct cm_config *cfg;
+    const struct cm_fsm_settings *cfg;
     uint64_t freeze;    /* volume_reserve_size: retain and lease checks */
     uint64_t alloc_min; /* allocation threshold: the allocatable lists */
     struct vpage **vp;
@@ -459,9 +459,9 @@ static const char *token_host(const struct vstate *st, const struct vrec *r)
 /* ------------------------------------------------------------------------------------------ */
 /* create / destroy                                                                             */
 
-static uint64_t parse_freeze(const struct cm_config *cfg)
+static uint64_t parse_freeze(const struct cm_fsm_settings *cfg)
 {
-    const char *s = cfg ? cm_config_default(cfg, "volume_reserve_size") : NULL;
+    const char *s = cfg ? cm_settings_default(cfg, "volume_reserve_size") : NULL;
     if (s == NULL)
         return 10485760;
     char *end;
@@ -470,7 +470,7 @@ static uint64_t parse_freeze(const struct cm_config *cfg)
 }
 
 /* volume_mgr_config.allocatable_size when set (-1 is unset), else the freeze threshold. */
-static uint64_t alloc_threshold(const struct cm_config *cfg, uint64_t freeze)
+static uint64_t alloc_threshold(const struct cm_fsm_settings *cfg, uint64_t freeze)
 {
     return cfg && cfg->allocatable_size >= 0 ? (uint64_t)cfg->allocatable_size : freeze;
 }

@@ -1943,7 +1943,7 @@ int cm_node_init(struct cm_node **out, struct cm_config *cfg, char *err, size_t 
         goto fail;
 
     uv_loop_init(&n->loop);
-    n->fsm = cm_fsm_new(cfg, cfg->node_id);
+    n->fsm = cm_fsm_new(&cfg->fsm, cfg->node_id);
     n->fsm->on_applied = on_applied;
     n->fsm->on_applied_arg = n;
 

@@ -417,15 +417,6 @@ bool cm_config_is_switch(const char *key)
     return in_list(key, switch_keys);
 }
 
-const char *cm_config_switch_alias(const char *key)
-{
-    if (strcmp(key, "vol_inspect") == 0)
-        return "volume_inspect";
-    if (strcmp(key, "volume_inspect") == 0)
-        return "vol_inspect";
-    return NULL;
-}
-
 const char *cm_config_switch_value(int format, const char *value)
 {
     bool on;
@@ -1332,10 +1323,7 @@ void cm_config_free(struct cm_config *cfg)
 
 const char *cm_config_node_http(const struct cm_config *cfg, uint64_t id)
 {
-    for (size_t i = 0; i < cfg->n_nodes; i++)
-        if (cfg->nodes[i].id == id)
-            return cfg->nodes[i].addr;
-    return NULL;
+    return cm_settings_node_http(&cfg->fsm, id);
 }
 
 const struct cm_policy *cm_config_policy(const struct cm_config *cfg, unsigned code_mode)
@@ -1348,10 +1336,7 @@ const struct cm_policy *cm_config_policy(const struct cm_config *cfg, unsigned c
 
 const char *cm_config_default(const struct cm_config *cfg, const char *key)
 {
-    for (size_t i = 0; i < cfg->n_defaults; i++)
-        if (strcmp(cfg->defaults[i].key, key) == 0)
-            return cfg->defaults[i].value;
-    return NULL;
+    return cm_settings_default(&cfg->fsm, key);
 }
 
 bool cm_config_has_idc(const struct cm_config *cfg, const char *idc)

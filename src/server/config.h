@@ -14,34 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CM_ADDR_MAX 128
-#define CM_NAME_MAX 64
-#define CM_PATH_MAX 1024
-
-struct cm_peer {
-    uint64_t id;
-    char addr[CM_ADDR_MAX]; /* "ip:port" */
-};
-
-struct cm_policy {
-    char mode_name[CM_NAME_MAX];
-    uint8_t code_mode; /* id from the code-mode table */
-    int64_t min_size;
-    int64_t max_size;
-    double size_ratio;
-    bool enable;
-};
-
-/* Copy-set caps of one (role, disk type) (current-release.md §2.3); 0 = unset. */
-struct cm_copyset_caps {
-    uint32_t node_set_cap;
-    uint32_t node_set_rack_cap;
-    uint32_t disk_set_cap;
-    uint32_t disk_count_per_node_in_disk_set;
-};
-
-/* Disk types of a node (DiskType); names "hdd", "ssd", "nvmessd". */
-enum { CM_DISK_TYPE_HDD = 1, CM_DISK_TYPE_SSD = 2, CM_DISK_TYPE_NVMESSD = 3, CM_DISK_TYPE_MAX = 3 };
+#include "../fsm/settings.h"
 
 /* Task-switch values the node writes (see docs/compatibility.md). */
 enum {
@@ -49,12 +22,16 @@ enum {
     CM_SWITCH_2022 = 1     /* "Enable"/"Disable": the 2022 standalone blobstore */
 };
 
-struct cm_kv_default {
-    char *key;
-    char *value;
-};
-
 struct cm_config {
+    /* What the state machine reads (src/fsm/settings.h): the fields by name, and the whole as
+     * `fsm`, the argument of cm_fsm_new. */
+    union {
+        struct {
+            CM_FSM_SETTINGS_FIELDS
+        };
+        struct cm_fsm_settings fsm;
+    };
+
     char path[CM_PATH_MAX];
 
     char bind_addr[CM_ADDR_MAX]; /* as written, e.g. ":9998" or "127.0.0.1:9998" */
@@ -63,11 +40,8 @@ struct cm_config {
 
     uint32_t cluster_id;
     char region[CM_NAME_MAX];
-    char **idc; /* configured IDC names, duplicates kept (spec §10.1) */
-    size_t n_idc;
     char unavailable_idc[CM_NAME_MAX];
     bool readonly;
-    uint64_t chunk_size;
     int shutdown_timeout_s;
 
     int log_level;
@@ -86,13 +60,6 @@ struct cm_config {
     char tls_client_ca[CM_PATH_MAX]; /* require client certificates signed by this CA */
     char tls_ca[CM_PATH_MAX];        /* verify the servers this node calls */
 
-    struct cm_policy *policies; /* sorted by min_size */
-    size_t n_policies;
-
-    /* Defaults of the config store: cluster_config plus the forced keys (spec §4.7), sorted. */
-    struct cm_kv_default *defaults;
-    size_t n_defaults;
-
     /* volume_mgr_config */
     int64_t retain_time_s;
     int64_t retain_threshold;
@@ -100,19 +67,11 @@ struct cm_config {
     int64_t min_allocable_volume_count;
     int64_t allocatable_disk_load_threshold;
     int64_t blobnode_timeout_ms;
-    int64_t allocatable_size; /* -1: not set, volume_reserve_size governs allocation as well */
     int64_t alloc_factor;
     int task_switch_format; /* CM_SWITCH_* */
 
     /* disk_mgr_config */
     int64_t refresh_interval_s;
-    bool rack_aware;
-    bool host_aware;
-    int64_t heartbeat_expire_interval_s;
-    int64_t alloc_tolerate_buffer;
-    /* disk_mgr_config.copy_set_configs, blobnode role, indexed by disk type (1..3); defaults for
-     * hdd 108/6/2160/20, the others all 0 */
-    struct cm_copyset_caps copy_set[CM_DISK_TYPE_MAX + 1];
 
     int64_t heartbeat_notify_interval_s;
     int64_t max_heartbeat_notify_num;
@@ -137,8 +96,6 @@ struct cm_config {
     unsigned max_batch_entries;        /* commands per raft_apply (group commit), 1..1024 */
     unsigned max_reads_per_barrier;    /* reads answered per barrier, 0 = all waiting */
     char node_protocol[16];
-    struct cm_peer *nodes; /* raft id -> HTTP "ip:port" (raft_node_config.nodes) */
-    size_t n_nodes;
 
     /* HTTP server limits */
     unsigned http_threads;
@@ -181,8 +138,6 @@ bool cm_config_has_idc(const struct cm_config *cfg, const char *idc);
  * CubeFS daemons poll (disk_repair, balance, disk_drop, volume_inspect or vol_inspect,
  * shard_repair, blob_delete, data_inspect, shard_disk_repair, shard_node_blob_delete). */
 bool cm_config_is_switch(const char *key);
-/* The other name of a switch with two names (vol_inspect <-> volume_inspect), else NULL. */
-const char *cm_config_switch_alias(const char *key);
 /* `value` (true/false/Enable/Disable in any case) in the spelling of `format` (CM_SWITCH_*),
  * or NULL when it is none of those. */
 const char *cm_config_switch_value(int format, const char *value);

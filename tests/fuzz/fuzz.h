@@ -98,7 +98,7 @@ static inline void fuzz_apply(struct cm_fsm *fsm, uint8_t module, uint8_t op, in
 static inline struct cm_fsm *fuzz_fsm(void)
 {
     const struct cm_config *cfg = fuzz_config();
-    struct cm_fsm *fsm = cm_fsm_new(cfg, 1);
+    struct cm_fsm *fsm = cm_fsm_new(&cfg->fsm, 1);
     struct cm_buf b = {0};
     int64_t t = FUZZ_T0_NS;
     for (uint64_t id = 1; id <= 3; id++) {
@@ -158,7 +158,7 @@ static inline struct cm_fsm *fuzz_fsm(void)
                                  .used = 0,
                                  .free = 1LL << 40,
                                  .size = 1LL << 40};
-        cm_disk_enc_add(&b, &d, cfg);
+        cm_disk_enc_add(&b, &d, &cfg->fsm);
         if (node)
             cm_disk_enc_add_node(&b, node, &caps);
         fuzz_apply(fsm, CM_MOD_DISK, CM_DISK_OP_ADD, t, &b);
@@ -172,7 +172,7 @@ static inline struct cm_fsm *fuzz_fsm(void)
     struct cm_disk_hb hb[3] = {{5, 1 << 30, (1LL << 40) - (1 << 30), 1LL << 40, 7},
                                {6, 0, 1LL << 39, 1LL << 40, 0},
                                {7, 1LL << 40, 0, 1LL << 40, 65536}};
-    cm_disk_enc_heartbeat(&b, hb, 3, cfg);
+    cm_disk_enc_heartbeat(&b, hb, 3, &cfg->fsm);
     fuzz_apply(fsm, CM_MOD_DISK, CM_DISK_OP_HEARTBEAT, t + 1000000000LL, &b);
     /* volumes of EC6P6 (12 units) on disks 1..12: vid 1 leased, vid 2 idle, vid 3 pending */
     for (uint32_t vid = 1; vid <= 3; vid++) {
@@ -242,7 +242,7 @@ static inline void fuzz_check_roundtrip(struct cm_fsm *fsm)
     fuzz_selfcheck(fsm, "before the snapshot");
     size_t len;
     char *snap = fuzz_snapshot(fsm, &len);
-    struct cm_fsm *copy = cm_fsm_new(fuzz_config(), 1);
+    struct cm_fsm *copy = cm_fsm_new(&fuzz_config()->fsm, 1);
     char err[256];
     int rc = cm_fsm_restore(copy, snap, len, err, sizeof err);
     FUZZ_CHECK(rc == 0, "a snapshot the state machine wrote does not load: %s", err);

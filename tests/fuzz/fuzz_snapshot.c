@@ -24,7 +24,7 @@ static void poke(struct cm_fsm *fsm)
                                {8, 0, 1LL << 40, 1LL << 40, 0},
                                {17, 5, 100, 1LL << 40, 3},
                                {40, 1, 1, 1, 1}};
-    cm_disk_enc_heartbeat(&b, hb, 4, cfg);
+    cm_disk_enc_heartbeat(&b, hb, 4, &cfg->fsm);
     fuzz_apply(fsm, CM_MOD_DISK, CM_DISK_OP_HEARTBEAT, t, &b);
     for (uint32_t id = 1; id <= 20; id += 3) {
         cm_disk_enc_set_status(&b, id, (uint8_t)(2 + id % 4));

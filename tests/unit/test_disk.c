@@ -28,7 +28,7 @@ static void record(void *arg, const struct cm_cmd *cmd, struct cm_result *res)
 
 static struct cm_fsm *new_fsm(const struct cm_config *c)
 {
-    struct cm_fsm *fsm = cm_fsm_new(c, 1);
+    struct cm_fsm *fsm = cm_fsm_new(&c->fsm, 1);
     fsm->on_applied = record;
     return fsm;
 }
@@ -401,12 +401,12 @@ static void test_expiry_stamped_by_proposer(void **state)
                                  .size = s.size,
                                  .free = s.free};
         struct cm_buf buf = {0};
-        cm_disk_enc_add(&buf, &d, &cfg);
+        cm_disk_enc_add(&buf, &d, &cfg.fsm);
         assert_int_equal(apply_at(f, CM_MOD_DISK, CM_DISK_OP_ADD, &buf, T0), 0);
         assert_int_equal(info(f, 1).expire_ns, T0 + 60 * NS);
         struct cm_disk_hb hb = {.disk_id = 1, .size = 10 * CS, .free = 10 * CS};
         struct cm_buf hbuf = {0};
-        cm_disk_enc_heartbeat(&hbuf, &hb, 1, &cfg);
+        cm_disk_enc_heartbeat(&hbuf, &hb, 1, &cfg.fsm);
         apply_at(f, CM_MOD_DISK, CM_DISK_OP_HEARTBEAT, &hbuf, T0 + 30 * NS);
         assert_int_equal(info(f, 1).expire_ns, T0 + 90 * NS);
         assert_int_equal(info(f, 1).last_expire_ns, T0 + 60 * NS);
@@ -660,7 +660,7 @@ static void test_garbage_payloads(void **state)
                              .last_update_time = "",
                              .status = 7};
     struct cm_buf ab = {0};
-    cm_disk_enc_add(&ab, &d, &cfg);
+    cm_disk_enc_add(&ab, &d, &cfg.fsm);
     assert_int_equal(apply_at(fsm, CM_MOD_DISK, CM_DISK_OP_ADD, &ab, T0), 900);
     /* numbers beyond the bounds: an add is refused, a heartbeat entry skipped */
     struct cm_disk_info huge = {.disk_id = 2,
@@ -673,7 +673,7 @@ static void test_garbage_payloads(void **state)
                                 .status = 1,
                                 .size = CM_DISK_BYTES_MAX + 1};
     struct cm_buf hb = {0};
-    cm_disk_enc_add(&hb, &huge, &cfg);
+    cm_disk_enc_add(&hb, &huge, &cfg.fsm);
     assert_int_equal(apply_at(fsm, CM_MOD_DISK, CM_DISK_OP_ADD, &hb, T0), 900);
     struct cm_disk_hb big = {.disk_id = 1, .size = INT64_MAX, .free = INT64_MAX};
     heartbeat_at(fsm, &big, 1, T0);

@@ -59,7 +59,7 @@ static void del(struct cm_fsm *fsm, const char *k)
 static void test_config_module(void **state)
 {
     (void)state;
-    struct cm_fsm *fsm = cm_fsm_new(&cfg, 1);
+    struct cm_fsm *fsm = cm_fsm_new(&cfg.fsm, 1);
     /* defaults come from the config file */
     assert_string_equal(cm_config_get(fsm, "balance"), "Disable");
     assert_null(cm_config_get(fsm, "nope"));
@@ -92,7 +92,7 @@ static void test_config_module(void **state)
 static void test_apply_never_fails_on_garbage(void **state)
 {
     (void)state;
-    struct cm_fsm *fsm = cm_fsm_new(&cfg, 1);
+    struct cm_fsm *fsm = cm_fsm_new(&cfg.fsm, 1);
     struct applied_log log = {0};
     fsm->on_applied = record;
     fsm->on_applied_arg = &log;
@@ -124,7 +124,7 @@ static void test_apply_never_fails_on_garbage(void **state)
 static void test_snapshot_roundtrip(void **state)
 {
     (void)state;
-    struct cm_fsm *a = cm_fsm_new(&cfg, 1);
+    struct cm_fsm *a = cm_fsm_new(&cfg.fsm, 1);
     char k[32], v[32];
     for (int i = 0; i < 500; i++) {
         snprintf(k, sizeof k, "key%03d", i);
@@ -145,7 +145,7 @@ static void test_snapshot_roundtrip(void **state)
     char err[256];
     assert_int_equal(cm_fsm_snap_check(s1.data, s1.len, &crc1, err, sizeof err), 0);
 
-    struct cm_fsm *b = cm_fsm_new(&cfg, 2);
+    struct cm_fsm *b = cm_fsm_new(&cfg.fsm, 2);
     set(b, "junk", "to be replaced");
     assert_int_equal(cm_fsm_restore(b, s1.data, s1.len, err, sizeof err), 0);
     assert_null(cm_config_get(b, "junk"));
@@ -158,7 +158,7 @@ static void test_snapshot_roundtrip(void **state)
     assert_memory_equal(s1.data, s2.data, s1.len);
 
     /* an equal state built in another order gives the same bytes too */
-    struct cm_fsm *c = cm_fsm_new(&cfg, 3);
+    struct cm_fsm *c = cm_fsm_new(&cfg.fsm, 3);
     for (int i = 499; i >= 0; i--) {
         if (i % 5 == 0)
             continue;
@@ -185,12 +185,12 @@ static void test_snapshot_roundtrip(void **state)
 static void test_snapshot_rejects_damage(void **state)
 {
     (void)state;
-    struct cm_fsm *a = cm_fsm_new(&cfg, 1);
+    struct cm_fsm *a = cm_fsm_new(&cfg.fsm, 1);
     set(a, "k", "v");
     struct cm_buf s = {0};
     cm_fsm_snapshot(a, &s);
     char err[256];
-    struct cm_fsm *b = cm_fsm_new(&cfg, 2);
+    struct cm_fsm *b = cm_fsm_new(&cfg.fsm, 2);
     set(b, "keep", "me");
     /* every single-byte corruption is caught by the checksum, and the state stays as it was */
     for (size_t i = 0; i < s.len; i++) {
@@ -212,7 +212,7 @@ static void test_snapshot_rejects_damage(void **state)
 static void test_scope_never_lowers(void **state)
 {
     (void)state;
-    struct cm_fsm *fsm = cm_fsm_new(&cfg, 1);
+    struct cm_fsm *fsm = cm_fsm_new(&cfg.fsm, 1);
     struct cm_buf b = {0};
     uint64_t end = cm_scope_reserve(fsm, "bid", 10, &b);
     assert_true(end == 10);
@@ -227,7 +227,7 @@ static void test_scope_never_lowers(void **state)
     /* a fresh leader state (after restore) starts from the applied value */
     struct cm_buf snap = {0};
     cm_fsm_snapshot(fsm, &snap);
-    struct cm_fsm *other = cm_fsm_new(&cfg, 2);
+    struct cm_fsm *other = cm_fsm_new(&cfg.fsm, 2);
     char err[128];
     assert_int_equal(cm_fsm_restore(other, snap.data, snap.len, err, sizeof err), 0);
     struct cm_buf b3 = {0};

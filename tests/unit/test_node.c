@@ -27,7 +27,7 @@ static void record(void *arg, const struct cm_cmd *cmd, struct cm_result *res)
 
 static struct cm_fsm *new_fsm(void)
 {
-    struct cm_fsm *fsm = cm_fsm_new(&cfg, 1);
+    struct cm_fsm *fsm = cm_fsm_new(&cfg.fsm, 1);
     fsm->on_applied = record;
     return fsm;
 }

@@ -56,7 +56,7 @@ static int fx_restore(struct raft_fsm *f, struct raft_buffer *buf)
 static void add_server(struct fx *x)
 {
     unsigned i = x->n++;
-    x->cm[i] = cm_fsm_new(&cfg, i + 1);
+    x->cm[i] = cm_fsm_new(&cfg.fsm, i + 1);
     x->fsms[i] = (struct raft_fsm){.version = 1,
                                    .data = x->cm[i],
                                    .apply = fx_apply,

@@ -33,7 +33,7 @@ static struct applied_log alog;
 
 static struct cm_fsm *new_fsm(void)
 {
-    struct cm_fsm *fsm = cm_fsm_new(&cfg, 1);
+    struct cm_fsm *fsm = cm_fsm_new(&cfg.fsm, 1);
     fsm->on_applied = record;
     fsm->on_applied_arg = &alog;
     return fsm;

@@ -25,7 +25,7 @@ static void record(void *arg, const struct cm_cmd *cmd, struct cm_result *res)
 
 static struct cm_fsm *new_fsm(void)
 {
-    struct cm_fsm *fsm = cm_fsm_new(&cfg, 1);
+    struct cm_fsm *fsm = cm_fsm_new(&cfg.fsm, 1);
     fsm->on_applied = record;
     return fsm;
 }
@@ -84,7 +84,7 @@ static void test_command_versions(void **state)
                              .create_time = "x",
                              .last_update_time = "y",
                              .status = 1};
-    cm_disk_enc_add(&b, &d, &cfg);
+    cm_disk_enc_add(&b, &d, &cfg.fsm);
     c = (struct cm_cmd){.module = CM_MOD_DISK,
                         .op = CM_DISK_OP_ADD,
                         .payload = (const uint8_t *)b.data,

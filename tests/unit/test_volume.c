@@ -82,7 +82,7 @@ static void check(struct cm_fsm *fsm)
 /* A state machine with `n` disks 1..n on hosts h<i % hosts>, all writable for an hour. */
 static struct cm_fsm *new_fsm(unsigned n)
 {
-    struct cm_fsm *fsm = cm_fsm_new(&cfg, 1);
+    struct cm_fsm *fsm = cm_fsm_new(&cfg.fsm, 1);
     fsm->on_applied = record;
     struct cm_buf b = {0};
     cm_scope_reserve(fsm, "diskid", n, &b);
@@ -102,7 +102,7 @@ static struct cm_fsm *new_fsm(unsigned n)
                                  .status = CM_DISK_NORMAL,
                                  .size = 1000 * (int64_t)CS,
                                  .free = 1000 * (int64_t)CS};
-        cm_disk_enc_add(&b, &d, &cfg);
+        cm_disk_enc_add(&b, &d, &cfg.fsm);
         assert_int_equal(apply_at(fsm, CM_MOD_DISK, CM_DISK_OP_ADD, &b, T0), 0);
     }
     return fsm;
@@ -860,7 +860,7 @@ static void test_snapshot_roundtrip(void **state)
     check(a);
     struct cm_buf s1, s2;
     snapshot(a, &s1);
-    struct cm_fsm *b = cm_fsm_new(&cfg, 2);
+    struct cm_fsm *b = cm_fsm_new(&cfg.fsm, 2);
     b->on_applied = record;
     char err[256];
     assert_int_equal(cm_fsm_restore(b, s1.data, s1.len, err, sizeof err), 0);
