@@ -5,6 +5,7 @@
 #ifndef CM_API_H
 #define CM_API_H
 
+#include "../dispatch/dispatch.h"
 #include "../http/args.h"
 #include "../http/errors.h"
 #include "../http/job.h"

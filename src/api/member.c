@@ -63,7 +63,7 @@ out:
 void h_member_add(struct cm_job *j)
 {
     struct member_args *a = j->args;
-    cm_node_member_add(j->node, j, a->peer_id, a->host, a->node_host, a->member_type == 1);
+    cm_job_member_add(j, a->peer_id, a->host, a->node_host, a->member_type == 1);
 }
 
 int parse_peer_id(struct cm_job *j)
@@ -81,17 +81,17 @@ int parse_peer_id(struct cm_job *j)
 
 void h_member_remove(struct cm_job *j)
 {
-    cm_node_member_remove(j->node, j, ((struct member_args *)j->args)->peer_id);
+    cm_job_member_remove(j, ((struct member_args *)j->args)->peer_id);
 }
 
 void h_member_promote(struct cm_job *j)
 {
-    cm_node_member_promote(j->node, j, ((struct member_args *)j->args)->peer_id);
+    cm_job_member_promote(j, ((struct member_args *)j->args)->peer_id);
 }
 
 void h_leadership_transfer(struct cm_job *j)
 {
-    cm_node_transfer(j->node, j, ((struct member_args *)j->args)->peer_id);
+    cm_job_transfer(j, ((struct member_args *)j->args)->peer_id);
 }
 
 int parse_member_query(struct cm_job *j)

@@ -392,6 +392,7 @@ static void render_node(struct cm_node *n, struct cm_prom *p)
     }
 
     const struct cm_node_stats *s = cm_node_stats(n);
+    const struct cm_dispatch_stats *ds = cm_dispatch_stats(n);
     counter(p, "clustermgr_raft_leader_changes_total", "leader changes seen by this node",
             s->leader_changes);
     counter(p, "clustermgr_raft_proposals_total", "commands this node proposed", s->proposals);
@@ -403,13 +404,14 @@ static void render_node(struct cm_node *n, struct cm_prom *p)
             "raft appends carrying proposals (group commit)", s->batches);
     counter(p, "clustermgr_raft_barriers_total", "read barriers run as leader", s->barriers);
     counter(p, "clustermgr_raft_read_index_requests_total",
-            "read-index requests sent to the leader", s->read_index_requests);
-    counter(p, "clustermgr_http_forwarded_total", "requests forwarded to the leader", s->forwarded);
+            "read-index requests sent to the leader", ds->read_index_requests);
+    counter(p, "clustermgr_http_forwarded_total", "requests forwarded to the leader",
+            ds->forwarded);
     counter(p, "clustermgr_raft_snapshots_taken_total", "snapshots taken", s->snapshots_taken);
     counter(p, "clustermgr_raft_snapshots_restored_total", "snapshots installed",
             s->snapshots_restored);
     counter(p, "clustermgr_http_timeouts_total", "requests answered because their deadline passed",
-            s->jobs_timed_out);
+            ds->jobs_timed_out);
 }
 
 static void render_http(struct cm_http *http, struct cm_prom *p)

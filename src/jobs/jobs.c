@@ -3,6 +3,8 @@
  * starts serving HTTP. Each domain registers its hooks (cm_node_add_hooks) and, when it keeps
  * loop-side state, its extension slot (cm_node_set_ext).
  */
+#include "jobs.h"
+
 #include "../ops/ops.h"
 #include "../raft/node.h"
 

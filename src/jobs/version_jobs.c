@@ -18,6 +18,7 @@
 #include "../fsm/mod_cluster.h"
 #include "../fsm/mod_members.h"
 #include "../http/errors.h"
+#include "../dispatch/dispatch.h"
 #include "../raft/node.h"
 #include "../util/json.h"
 #include "../util/log.h"

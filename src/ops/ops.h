@@ -10,6 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* the request path below the front end (cm_node_submit, cm_reqlog_id) */
+#include "../dispatch/dispatch.h"
+
 struct cm_node;
 struct cm_job;
 struct cm_config;
@@ -42,8 +45,6 @@ void cm_audit_counts(uint64_t *lines, uint64_t *dropped);
 /* reqlog.c: the end of every request (HTTP thread): debug line per request, info line for a
  * write that did not succeed, warn line for a slow request, audit line for every write. */
 void cm_reqlog_done(struct cm_job *j, uint64_t latency_us);
-/* The id a request is logged under: the client's X-Request-Id, else "<node>-<sequence>". */
-void cm_reqlog_id(const struct cm_job *j, char *out, size_t cap);
 
 /* recover.c: force a new raft configuration onto a stopped node's data directory (after a loss
  * of quorum). `peers` is NULL (this node alone) or "id=ip:port,..." including this node. Prints

@@ -18,15 +18,6 @@
 
 #define SLOW_US 1000000ull
 
-void cm_reqlog_id(const struct cm_job *j, char *out, size_t cap)
-{
-    if (j->req_id_hdr && j->req_id_hdr[0])
-        snprintf(out, cap, "%s", j->req_id_hdr);
-    else
-        snprintf(out, cap, "%llu-%llu", (unsigned long long)cm_node_id(j->node),
-                 (unsigned long long)j->id);
-}
-
 /* A JSON string body: quotes, backslashes and control characters escaped, bytes that are not
  * well-formed UTF-8 written as U+FFFD: the line must decode, and the raw bytes came from the
  * client. */

@@ -1,9 +1,11 @@
 /*
- * The node: raft wiring, proposals with group commit, linearizable reads, forwarding, membership,
- * the snapshot hooks and the view of raft that /stat shows. See node.h for the model.
+ * The node's consensus layer: raft wiring, proposals with group commit, barriers, leadership,
+ * membership changes, the snapshot hooks, storage failures, the identity of the data directory
+ * and the view of raft that /stat shows. See node.h for the model; requests are the business of
+ * the dispatch layer above (src/dispatch/).
  *
- * Everything here runs on the loop thread except cm_node_submit (any thread) and
- * fsm_snapshot_async (a libuv worker thread, which touches only the snapshot copy).
+ * Everything here runs on the loop thread except fsm_snapshot_async (a libuv worker thread,
+ * which touches only the snapshot copy).
  */
 #include "node.h"
 
@@ -12,9 +14,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <stddef.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,22 +28,16 @@
 #include "../client/httpc.h"
 #include "../fsm/mod_cluster.h"
 #include "../fsm/mod_members.h"
-#include "../http/errors.h"
-#include "../http/router.h"
-#include "../http/server.h"
-#include "../ops/ops.h"
 #include "../util/json.h"
 #include "../util/log.h"
 #include "../util/map.h"
 #include "../util/net.h"
 #include "../util/timeutil.h"
-#include "../security/auth.h"
 #include "transport.h"
 
 #define BATCH_MAX_ENTRIES 1024
 #define BATCH_MAX_BYTES (8u << 20)
 #define TICK_MS 100
-#define MAX_HOPS 3
 #define MAX_HOOKS 16
 
 /* Internal states of raft_progress (canonical raft 0.15 progress.h). */
@@ -53,9 +47,6 @@ struct pending {
     uint64_t req_id;
     uint64_t index; /* log index once appended; 0 before */
     uint64_t deadline_ms;
-    struct cm_job *job; /* set for job proposals; cleared when the job is answered elsewhere */
-    bool is_job;
-    cm_job_applied_fn jcb;
     cm_applied_fn cb;
     void *arg;
     bool resolved;
@@ -66,7 +57,8 @@ struct pending {
 struct member_change {
     struct raft_change req;
     struct cm_node *node;
-    struct cm_job *job;
+    cm_change_fn cb; /* NULL once told (the node stopped first) */
+    void *arg;
     uint64_t id;
     char raft_addr[CM_ADDR_MAX];
     int role;
@@ -81,20 +73,12 @@ struct cm_node {
     struct raft raft;
     struct raft_fsm fsm_if;
     struct cm_fsm *fsm;
-    struct cm_http *http;
     struct cm_httpc *httpc;
-    uv_async_t wake;
     uv_check_t check;
     uv_timer_t tick;
     uv_signal_t sig_int, sig_term;
     bool raft_started;
     bool auth_transport;
-    atomic_uint queued; /* jobs handed to the loop and not yet answered */
-
-    pthread_mutex_t qlock;
-    struct cm_job *q_head, *q_tail;
-    bool q_closed;
-    uint64_t next_job_id;
 
     /* proposals */
     struct raft_buffer *bbufs;
@@ -106,16 +90,6 @@ struct cm_node {
     struct pending **heap; /* min-heap by index */
     size_t heap_n, heap_cap;
     struct pending *pf_head, *pf_tail; /* by deadline */
-
-    /* jobs on the loop */
-    struct cm_job *all_head, *all_tail;
-    struct cm_jlist write_wait;
-    struct cm_jlist reads_next, reads_inflight;
-    bool rb_inflight;
-    struct raft_barrier rb_req;
-    struct cm_jlist ri_next, ri_inflight;
-    bool ri_busy;
-    struct cm_jlist apply_wait;
 
     /* leadership */
     unsigned short last_state;
@@ -138,8 +112,6 @@ struct cm_node {
     int exit_code;
     uint64_t no_leader_since_ms;
     uint64_t last_wait_log_ms;
-    uint64_t last_probe_ms;
-    unsigned probes_inflight;
 
     /* raft_uv's write operations, wrapped to notice storage failures */
     int (*io_append)(struct raft_io *io, struct raft_io_append *req,
@@ -161,10 +133,10 @@ struct cm_node {
     size_t hist_n;
     struct cm_node_hooks hooks[MAX_HOOKS];
     size_t n_hooks;
+    struct cm_node_upper upper;
     void *ext[CM_EXT_MAX];
 };
 
-static void dispatch(struct cm_node *n, struct cm_job *j);
 static void leader_barrier_cb(struct raft_barrier *req, int status);
 static void flush_batch(struct cm_node *n);
 
@@ -198,6 +170,22 @@ uint64_t cm_node_id(struct cm_node *n)
 const struct cm_node_stats *cm_node_stats(struct cm_node *n)
 {
     return &n->stats;
+}
+uint64_t cm_node_term(struct cm_node *n)
+{
+    return n->raft.current_term;
+}
+bool cm_node_leader_ready(struct cm_node *n)
+{
+    return n->leader_ready;
+}
+bool cm_node_removed(struct cm_node *n)
+{
+    return n->removed;
+}
+bool cm_node_stopping(struct cm_node *n)
+{
+    return n->stopping;
 }
 
 bool cm_node_is_leader(struct cm_node *n)
@@ -233,6 +221,11 @@ void cm_node_add_hooks(struct cm_node *n, const struct cm_node_hooks *h)
         n->hooks[n->n_hooks++] = *h;
 }
 
+void cm_node_set_upper(struct cm_node *n, const struct cm_node_upper *u)
+{
+    n->upper = *u;
+}
+
 void *cm_node_ext(struct cm_node *n, enum cm_ext_slot slot)
 {
     return slot < CM_EXT_MAX ? n->ext[slot] : NULL;
@@ -248,138 +241,6 @@ size_t cm_node_leader_history(struct cm_node *n, const struct cm_leader_event **
 {
     *ev = n->hist;
     return n->hist_n;
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* job bookkeeping and replies                                                                */
-
-static void all_push(struct cm_node *n, struct cm_job *j)
-{
-    j->aprev = n->all_tail;
-    j->anext = NULL;
-    if (n->all_tail)
-        n->all_tail->anext = j;
-    else
-        n->all_head = j;
-    n->all_tail = j;
-}
-
-static void all_remove(struct cm_node *n, struct cm_job *j)
-{
-    if (j->aprev == NULL && n->all_head != j)
-        return; /* not on the list */
-    if (j->aprev)
-        j->aprev->anext = j->anext;
-    else
-        n->all_head = j->anext;
-    if (j->anext)
-        j->anext->aprev = j->aprev;
-    else
-        n->all_tail = j->aprev;
-    j->aprev = j->anext = NULL;
-}
-
-static void job_detach(struct cm_job *j)
-{
-    cm_jlist_remove(j);
-    all_remove(j->node, j);
-    if (j->backref) {
-        *j->backref = NULL;
-        j->backref = NULL;
-    }
-}
-
-void cm_reply_prepared(struct cm_job *j)
-{
-    if (j->state != CM_JOB_IN_LOOP)
-        return;
-    job_detach(j);
-    j->state = CM_JOB_REPLIED;
-    atomic_fetch_sub_explicit(&j->node->queued, 1, memory_order_relaxed);
-    cm_http_resume(j);
-}
-
-void cm_reply(struct cm_job *j, int status, const char *ctype, char *body, size_t len)
-{
-    cm_job_set_response(j, status, ctype, body, len);
-    cm_reply_prepared(j);
-}
-
-void cm_reply_json(struct cm_job *j, struct json_object *o)
-{
-    size_t len;
-    char *s = cm_json_render_put(o, &len);
-    cm_reply(j, 200, "application/json", s, len);
-}
-
-void cm_reply_empty(struct cm_job *j)
-{
-    cm_reply(j, 200, NULL, NULL, 0);
-}
-
-void cm_reply_code(struct cm_job *j, int code)
-{
-    cm_job_set_code(j, code);
-    cm_reply_prepared(j);
-}
-
-void cm_reply_error(struct cm_job *j, int status, const char *msg, const char *code)
-{
-    cm_job_set_error(j, status, msg, code);
-    cm_reply_prepared(j);
-}
-
-/* ------------------------------------------------------------------------------------------ */
-/* submission from HTTP threads                                                                */
-
-int cm_node_submit(struct cm_node *n, struct cm_job *j)
-{
-    if (atomic_load_explicit(&n->queued, memory_order_relaxed) >= n->cfg->max_queued_requests)
-        return CM_SUBMIT_BUSY;
-    pthread_mutex_lock(&n->qlock);
-    if (n->q_closed) {
-        pthread_mutex_unlock(&n->qlock);
-        return CM_SUBMIT_STOPPING;
-    }
-    atomic_fetch_add_explicit(&n->queued, 1, memory_order_relaxed);
-    /* Suspend before the loop can see the job, so its resume always comes after. */
-    cm_http_suspend(j);
-    j->state = CM_JOB_IN_LOOP;
-    j->qnext = NULL;
-    if (n->q_tail)
-        n->q_tail->qnext = j;
-    else
-        n->q_head = j;
-    n->q_tail = j;
-    pthread_mutex_unlock(&n->qlock);
-    uv_async_send(&n->wake);
-    return CM_SUBMIT_OK;
-}
-
-static struct cm_job *take_queue(struct cm_node *n, bool close)
-{
-    pthread_mutex_lock(&n->qlock);
-    struct cm_job *j = n->q_head;
-    n->q_head = n->q_tail = NULL;
-    if (close)
-        n->q_closed = true;
-    pthread_mutex_unlock(&n->qlock);
-    return j;
-}
-
-static void on_wake(uv_async_t *a)
-{
-    struct cm_node *n = a->data;
-    struct cm_job *j = take_queue(n, false);
-    uint64_t now = cm_mono_ms();
-    while (j) {
-        struct cm_job *next = j->qnext;
-        j->qnext = NULL;
-        j->deadline_ms = now + n->cfg->propose_timeout_ms;
-        all_push(n, j);
-        dispatch(n, j);
-        j = next;
-    }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -440,25 +301,6 @@ static void pf_remove(struct cm_node *n, struct pending *p)
     p->fprev = p->fnext = NULL;
 }
 
-bool cm_reply_failed(struct cm_job *j, int status, const struct cm_result *res)
-{
-    if (status != CM_APPLIED) {
-        cm_reply_code(j, CM_ERR_RAFT_PROPOSE);
-        return true;
-    }
-    if (res && res->code) {
-        cm_reply_code(j, res->code);
-        return true;
-    }
-    return false;
-}
-
-static void default_job_applied(struct cm_job *j, int status, struct cm_result *res)
-{
-    if (!cm_reply_failed(j, status, res))
-        cm_reply_empty(j);
-}
-
 static void resolve(struct cm_node *n, struct pending *p, int status, struct cm_result *res)
 {
     if (p->resolved)
@@ -473,19 +315,7 @@ static void resolve(struct cm_node *n, struct pending *p, int status, struct cm_
         n->stats.proposals_failed++;
     else
         n->stats.proposals_committed++;
-    if (p->is_job) {
-        struct cm_job *j = p->job;
-        if (j) {
-            j->backref = NULL;
-            p->job = NULL;
-            if (status == CM_PROPOSE_FAILED && !cm_node_is_leader(n) && !n->stopping)
-                cm_node_redispatch(n, j); /* never appended: let the new leader do it */
-            else if (p->jcb)
-                p->jcb(j, status, res);
-            else
-                default_job_applied(j, status, res);
-        }
-    } else if (p->cb)
+    if (p->cb)
         p->cb(n, p->arg, status, res);
     if (!p->in_heap)
         free(p);
@@ -547,19 +377,6 @@ static struct pending *propose(struct cm_node *n, uint8_t module, uint8_t op,
     n->bbytes += rb.len;
     n->stats.proposals++;
     return p;
-}
-
-void cm_job_propose(struct cm_job *j, uint8_t module, uint8_t op, struct cm_buf *payload,
-                    cm_job_applied_fn cb)
-{
-    struct cm_node *n = j->node;
-    struct pending *p = propose(n, module, op, payload);
-    p->is_job = true;
-    p->job = j;
-    p->jcb = cb;
-    j->backref = (void **)&p->job;
-    if (n->bn == 0 || n->bpend[n->bn - 1] != p) /* encoding failed */
-        resolve(n, p, CM_PROPOSE_FAILED, NULL);
 }
 
 void cm_node_propose(struct cm_node *n, uint8_t module, uint8_t op, struct cm_buf *payload,
@@ -644,270 +461,12 @@ static void on_applied(void *arg, const struct cm_cmd *cmd, struct cm_result *re
     }
 }
 
-/* ------------------------------------------------------------------------------------------ */
-/* dispatch, forwarding, reads                                                                 */
-
-static void forward_done(struct cm_httpc_req *r)
+int cm_node_barrier(struct cm_node *n, struct raft_barrier *req, raft_barrier_cb cb)
 {
-    struct cm_job *j = r->data;
-    if (j != NULL) {
-        j->backref = NULL;
-        if (r->status == 0) {
-            char msg[512];
-            snprintf(msg, sizeof msg, "forwarding to the leader failed: %s", r->error);
-            cm_reply_error(j, 502, msg, NULL);
-        } else {
-            size_t len;
-            char *body = cm_buf_steal(&r->resp, &len);
-            if (len == 0) {
-                free(body);
-                body = NULL;
-            }
-            const char *ct = r->ctype[0] ? (strstr(r->ctype, "json") ? "application/json"
-                                                                     : "text/plain; charset=utf-8")
-                                         : NULL;
-            cm_reply(j, (int)r->status, ct, body, len);
-        }
-    }
-    cm_httpc_req_free(r);
-}
-
-static void forward(struct cm_node *n, struct cm_job *j)
-{
-    uint64_t lid = cm_node_leader_id(n);
-    const char *addr = lid ? cm_members_http(n->fsm, lid) : NULL;
-    if (addr == NULL || lid == n->cfg->node_id) {
-        cm_reply_code(j, CM_ERR_NO_LEADER);
-        return;
-    }
-    if (j->hops >= MAX_HOPS) {
-        cm_reply_error(j, 907, "no leader (forwarding loop between nodes)", NULL);
-        return;
-    }
-    char url[2048];
-    snprintf(url, sizeof url, "%s%s%s", n->cfg->node_protocol, addr, j->uri);
-    struct cm_httpc_req *r = cm_httpc_req_new(cm_method_name(j->method), url);
-    char h[512];
-    cm_httpc_req_header(r, "Content-Type: application/json");
-    snprintf(h, sizeof h, "X-Real-Ip: %s", j->client_ip);
-    cm_httpc_req_header(r, h);
-    snprintf(h, sizeof h, "X-Forwarded-For: %s%s%s", j->xff ? j->xff : "", j->xff ? ", " : "",
-             j->peer_ip);
-    cm_httpc_req_header(r, h);
-    snprintf(h, sizeof h, "X-Clustermgr-Hops: %d", j->hops + 1);
-    cm_httpc_req_header(r, h);
-    if (j->auth_token) {
-        snprintf(h, sizeof h, "BLOB-STORE-AUTH-TOKEN: %s", j->auth_token);
-        cm_httpc_req_header(r, h);
-    }
-    char rid[130];
-    cm_reqlog_id(j, rid, sizeof rid); /* the leader logs and audits it under the same id */
-    snprintf(h, sizeof h, "X-Request-Id: %s", rid);
-    cm_httpc_req_header(r, h);
-    if (j->body.len)
-        cm_httpc_req_body(r, cm_strndup(j->body.data, j->body.len), j->body.len);
-    r->timeout_ms = (long)n->cfg->propose_timeout_ms + 2000;
-    r->done = forward_done;
-    r->data = j;
-    all_remove(n, j); /* the forwarded request carries its own timeout */
-    j->backref = &r->data;
-    n->stats.forwarded++;
-    cm_httpc_submit(n->httpc, r);
-}
-
-static void run_handler(struct cm_job *j)
-{
-    j->route->handle(j);
-}
-
-/* j->read_index of a write job on the leader: it waited for a read barrier (write jobs on the
- * leader use no read index otherwise) */
-#define WRITE_CONFIRMED UINT64_MAX
-
-bool cm_node_write_confirmed(struct cm_job *j)
-{
-    if (j->read_index == WRITE_CONFIRMED)
-        return true;
-    cm_jlist_push(&j->node->reads_next, j);
-    return false;
-}
-
-static void dispatch(struct cm_node *n, struct cm_job *j)
-{
-    int flags = j->route->flags;
-    if (n->stopping) {
-        cm_reply_error(j, 503, "the node is shutting down", NULL);
-        return;
-    }
-    if (flags & CM_R_LOCAL) {
-        run_handler(j);
-        return;
-    }
-    if (n->removed) {
-        cm_reply_error(j, 503, "this node was removed from the cluster and no longer serves", NULL);
-        return;
-    }
-    if (n->fsm->blocked_need) { /* its state lags the log: no read or write can be right */
-        char why[200];
-        cm_node_ready(n, why, sizeof why);
-        cm_reply_error(j, 503, why, NULL);
-        return;
-    }
-    if (flags & CM_R_WRITE) {
-        j->read_index = 0; /* not confirmed by a barrier yet */
-        if (!cm_node_is_leader(n))
-            forward(n, j);
-        else if (!n->leader_ready)
-            cm_jlist_push(&n->write_wait, j);
-        else
-            run_handler(j);
-        return;
-    }
-    /* reads */
-    if (j->stale) {
-        run_handler(j);
-        return;
-    }
-    if (cm_node_is_leader(n))
-        cm_jlist_push(&n->reads_next, j);
-    else if (j->route->flags & CM_R_INTERNAL)
-        cm_reply_code(j, CM_ERR_NO_LEADER); /* a read-index request reached a non-leader */
-    else if (cm_node_leader_id(n) == 0)
-        cm_reply_code(j, CM_ERR_NO_LEADER);
-    else
-        cm_jlist_push(&n->ri_next, j);
-}
-
-void cm_node_redispatch(struct cm_node *n, struct cm_job *j)
-{
-    cm_jlist_remove(j);
-    dispatch(n, j);
-}
-
-static void read_barrier_cb(struct raft_barrier *req, int status)
-{
-    struct cm_node *n = req->data;
-    n->rb_inflight = false;
-    struct cm_jlist batch = {0};
-    cm_jlist_splice(&batch, &n->reads_inflight);
-    struct cm_job *j;
-    while ((j = cm_jlist_pop(&batch)) != NULL) {
-        if (status == 0) {
-            if (j->route->flags & CM_R_WRITE) /* a write that changes nothing: answer now */
-                j->read_index = WRITE_CONFIRMED;
-            run_handler(j);
-        } else
-            dispatch(n, j);
-    }
-}
-
-static void start_read_barrier(struct cm_node *n)
-{
-    if (n->rb_inflight || n->reads_next.n == 0 || !cm_node_is_leader(n))
-        return;
-    n->rb_req.data = n;
-    int rc = raft_barrier(&n->raft, &n->rb_req, read_barrier_cb);
-    if (rc != 0) {
-        CM_WARN("raft", "read barrier failed: %s", raft_strerror(rc));
-        struct cm_job *j;
-        while ((j = cm_jlist_pop(&n->reads_next)) != NULL)
-            cm_reply_code(j, CM_ERR_RAFT_READ_INDEX);
-        return;
-    }
-    n->stats.barriers++;
-    n->rb_inflight = true;
-    if (n->cfg->max_reads_per_barrier == 0)
-        cm_jlist_splice(&n->reads_inflight, &n->reads_next);
-    else
-        for (unsigned k = 0; k < n->cfg->max_reads_per_barrier && n->reads_next.head; k++)
-            cm_jlist_push(&n->reads_inflight, cm_jlist_pop(&n->reads_next));
-}
-
-static void release_applied(struct cm_node *n)
-{
-    uint64_t applied = n->raft.last_applied;
-    while (n->apply_wait.head && n->apply_wait.head->read_index <= applied) {
-        struct cm_job *j = cm_jlist_pop(&n->apply_wait);
-        run_handler(j);
-    }
-}
-
-static void read_index_done(struct cm_httpc_req *r)
-{
-    struct cm_node *n = r->data;
-    n->ri_busy = false;
-    uint64_t index = 0;
-    bool ok = false;
-    if (r->status == 200) {
-        char err[128];
-        struct json_object *o =
-            cm_json_parse(r->resp.data ? r->resp.data : "", r->resp.len, false, err, sizeof err);
-        ok = o && cm_json_get_u64(o, "index", true, UINT64_MAX, &index, err, sizeof err) == 0;
-        json_object_put(o);
-    }
-    struct cm_jlist batch = {0};
-    cm_jlist_splice(&batch, &n->ri_inflight);
-    struct cm_job *j;
-    while ((j = cm_jlist_pop(&batch)) != NULL) {
-        if (!ok) {
-            if (n->stopping || r->status != 0 || cm_node_leader_id(n) == 0)
-                cm_reply_code(j, r->status == 907 || cm_node_leader_id(n) == 0
-                                     ? CM_ERR_NO_LEADER
-                                     : CM_ERR_RAFT_READ_INDEX);
-            else
-                cm_reply_code(j, CM_ERR_RAFT_READ_INDEX);
-            continue;
-        }
-        j->read_index = index;
-        cm_jlist_push(&n->apply_wait, j);
-    }
-    if (!ok && r->status == 0)
-        CM_WARN("read", "read-index request to the leader failed: %s", r->error);
-    cm_httpc_req_free(r);
-    release_applied(n);
-}
-
-/* Node-to-node requests carry a token like any client's when auth is on. */
-void cm_node_internal_headers(struct cm_node *n, struct cm_httpc_req *r, const char *path,
-                              const char *query)
-{
-    cm_httpc_req_header(r, "X-Clustermgr-Internal: 1");
-    if (n->cfg->auth_enable) {
-        char tok[CM_AUTH_TOKEN_LEN + 1], h[64 + CM_AUTH_TOKEN_LEN];
-        cm_auth_token(path, query, cm_now_ns() / 1000000000LL, n->cfg->auth_secret, tok);
-        snprintf(h, sizeof h, "%s: %s", CM_AUTH_HEADER, tok);
-        cm_httpc_req_header(r, h);
-    }
-}
-
-static void start_read_index(struct cm_node *n)
-{
-    if (n->ri_busy || n->ri_next.n == 0)
-        return;
-    if (cm_node_is_leader(n)) { /* became leader meanwhile */
-        struct cm_job *j;
-        while ((j = cm_jlist_pop(&n->ri_next)) != NULL)
-            cm_jlist_push(&n->reads_next, j);
-        return;
-    }
-    const char *addr = cm_node_leader_http(n);
-    if (addr == NULL) {
-        struct cm_job *j;
-        while ((j = cm_jlist_pop(&n->ri_next)) != NULL)
-            cm_reply_code(j, CM_ERR_NO_LEADER);
-        return;
-    }
-    char url[512];
-    snprintf(url, sizeof url, "%s%s/internal/readindex", n->cfg->node_protocol, addr);
-    struct cm_httpc_req *r = cm_httpc_req_new("GET", url);
-    cm_node_internal_headers(n, r, "/internal/readindex", "");
-    r->timeout_ms = (long)n->cfg->propose_timeout_ms;
-    r->done = read_index_done;
-    r->data = n;
-    n->ri_busy = true;
-    n->stats.read_index_requests++;
-    cm_jlist_splice(&n->ri_inflight, &n->ri_next);
-    cm_httpc_submit(n->httpc, r);
+    int rc = raft_barrier(&n->raft, req, cb);
+    if (rc == 0)
+        n->stats.barriers++;
+    return rc;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -969,11 +528,8 @@ static void leader_barrier_cb(struct raft_barrier *req, int status)
     for (size_t i = 0; i < n->n_hooks; i++)
         if (n->hooks[i].on_leader)
             n->hooks[i].on_leader(n, n->hooks[i].arg);
-    struct cm_jlist waiting = {0};
-    cm_jlist_splice(&waiting, &n->write_wait);
-    struct cm_job *j;
-    while ((j = cm_jlist_pop(&waiting)) != NULL)
-        dispatch(n, j);
+    if (n->upper.leader_ready)
+        n->upper.leader_ready(n, n->upper.arg);
 }
 
 static void become_leader(struct cm_node *n)
@@ -1001,14 +557,9 @@ static void lose_leader(struct cm_node *n)
         for (size_t i = 0; i < n->n_hooks; i++)
             if (n->hooks[i].on_follower)
                 n->hooks[i].on_follower(n, n->hooks[i].arg);
-    struct cm_jlist waiting = {0};
-    cm_jlist_splice(&waiting, &n->write_wait);
-    struct cm_job *j;
-    while ((j = cm_jlist_pop(&waiting)) != NULL)
-        dispatch(n, j);
-    if (n->change && n->change->job) {
-        /* the change callback reports the outcome; nothing to do here */
-    }
+    if (n->upper.not_leader)
+        n->upper.not_leader(n, n->upper.arg);
+    /* a membership change in progress reports its own outcome through raft's callback */
 }
 
 static const char *state_name(unsigned short st)
@@ -1187,63 +738,36 @@ bool cm_node_ready(struct cm_node *n, char *why, size_t whylen)
     return true;
 }
 
-/* A removed member is not told: the leader stops replicating to it before the configuration
- * that drops it reaches it, so it keeps its old configuration and campaigns in vain. When a
- * member has had no leader for a while it asks the other members; if the leader answers that
- * this node is not in the committed configuration, the node stops serving. */
-static void probe_done(struct cm_httpc_req *r)
+bool cm_node_removal_suspect(struct cm_node *n)
 {
-    struct cm_node *n = r->data;
-    n->probes_inflight--;
-    if (r->status == 200 && !n->removed && !n->stopping) {
-        char err[128];
-        struct json_object *o =
-            cm_json_parse(r->resp.data ? r->resp.data : "", r->resp.len, false, err, sizeof err);
-        bool is_leader = false, member = true;
-        uint64_t term = 0;
-        if (o && cm_json_get_bool(o, "is_leader", true, &is_leader, err, sizeof err) == 0 &&
-            cm_json_get_bool(o, "member", true, &member, err, sizeof err) == 0 &&
-            cm_json_get_u64(o, "term", true, UINT64_MAX, &term, err, sizeof err) == 0 &&
-            is_leader && !member && term >= n->raft.current_term) {
-            n->removed = true;
-            CM_WARN("node",
-                    "the leader (%s) says this node (id %llu) is no longer in the cluster "
-                    "configuration: it stops serving requests (add it back with "
-                    "/member/add, or wipe its data directory to reuse the host)",
-                    r->url, (unsigned long long)n->cfg->node_id);
-        }
-        json_object_put(o);
-    }
-    cm_httpc_req_free(r);
+    return n->was_member && !n->removed && n->no_leader_since_ms != 0 &&
+           cm_node_leader_id(n) == 0 &&
+           cm_mono_ms() - n->no_leader_since_ms >= 2ull * n->cfg->election_ms;
 }
 
-static void probe_removal(struct cm_node *n)
+size_t cm_node_peers_http(struct cm_node *n, const char **addrs, size_t max)
 {
-    uint64_t now = cm_mono_ms();
-    if (!n->was_member || n->removed || n->probes_inflight || n->no_leader_since_ms == 0 ||
-        cm_node_leader_id(n) != 0 || now - n->no_leader_since_ms < 2ull * n->cfg->election_ms ||
-        now - n->last_probe_ms < 2000)
-        return;
-    n->last_probe_ms = now;
     struct raft_configuration *c = &n->raft.configuration;
-    for (unsigned i = 0; i < c->n; i++) {
+    size_t k = 0;
+    for (unsigned i = 0; i < c->n && k < max; i++) {
         uint64_t id = c->servers[i].id;
         const char *addr = id == n->cfg->node_id ? NULL : cm_members_http(n->fsm, id);
-        if (addr == NULL)
-            continue;
-        char url[512];
-        snprintf(url, sizeof url, "%s%s/internal/member?id=%llu", n->cfg->node_protocol, addr,
-                 (unsigned long long)n->cfg->node_id);
-        struct cm_httpc_req *r = cm_httpc_req_new("GET", url);
-        char q[40];
-        snprintf(q, sizeof q, "id=%llu", (unsigned long long)n->cfg->node_id);
-        cm_node_internal_headers(n, r, "/internal/member", q);
-        r->timeout_ms = 2000;
-        r->done = probe_done;
-        r->data = n;
-        n->probes_inflight++;
-        cm_httpc_submit(n->httpc, r);
+        if (addr != NULL)
+            addrs[k++] = addr;
     }
+    return k;
+}
+
+void cm_node_learn_removed(struct cm_node *n, const char *who, uint64_t term)
+{
+    if (n->removed || n->stopping || term < n->raft.current_term)
+        return;
+    n->removed = true;
+    CM_WARN("node",
+            "the leader (%s) says this node (id %llu) is no longer in the cluster "
+            "configuration: it stops serving requests (add it back with "
+            "/member/add, or wipe its data directory to reuse the host)",
+            who, (unsigned long long)n->cfg->node_id);
 }
 
 struct json_object *cm_node_member_view(struct cm_node *n, uint64_t id)
@@ -1266,31 +790,22 @@ static void on_check(uv_check_t *c)
     struct cm_node *n = c->data;
     observe(n);
     flush_batch(n);
-    start_read_barrier(n);
-    start_read_index(n);
-    release_applied(n);
+    if (n->upper.turn)
+        n->upper.turn(n, n->upper.arg);
 }
 
 static void on_tick(uv_timer_t *t)
 {
     struct cm_node *n = t->data;
     uint64_t now = cm_mono_ms();
-    /* jobs past their deadline */
-    while (n->all_head && n->all_head->deadline_ms <= now) {
-        struct cm_job *j = n->all_head;
-        n->stats.jobs_timed_out++;
-        if (j->route->flags & CM_R_WRITE)
-            cm_reply_code(j, CM_ERR_RAFT_PROPOSE);
-        else
-            cm_reply_code(j, CM_ERR_RAFT_READ_INDEX);
-    }
+    if (n->upper.tick) /* requests past their deadline, removal probes */
+        n->upper.tick(n, n->upper.arg);
     /* node-internal proposals past their deadline */
     while (n->pf_head && n->pf_head->deadline_ms <= now)
         resolve(n, n->pf_head, CM_PROPOSE_TIMEOUT, NULL);
     for (size_t i = 0; i < n->n_hooks; i++)
         if (n->hooks[i].on_tick)
             n->hooks[i].on_tick(n, n->hooks[i].arg);
-    probe_removal(n);
     wait_log(n);
 }
 
@@ -1309,16 +824,10 @@ static int find_server(struct cm_node *n, uint64_t id, const char *addr)
 static void change_finish(struct member_change *mc, int status, const char *what)
 {
     struct cm_node *n = mc->node;
-    struct cm_job *j = mc->job;
-    if (j) {
-        j->backref = NULL;
-        if (status == 0)
-            cm_reply_empty(j);
-        else {
-            char msg[256];
-            snprintf(msg, sizeof msg, "%s: %s", what, raft_strerror(status));
-            cm_reply_error(j, 500, msg, "InternalServerError");
-        }
+    if (mc->cb) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s: %s", what, status ? raft_strerror(status) : "done");
+        mc->cb(n, mc->arg, status == 0 ? CM_CHANGE_DONE : CM_CHANGE_FAILED, msg);
     }
     if (status == 0)
         CM_INFO("raft", "%s: done", what);
@@ -1359,29 +868,27 @@ static void add_cb(struct raft_change *req, int status)
         change_finish(mc, rc, what);
 }
 
-static struct member_change *change_new(struct cm_node *n, struct cm_job *j, uint64_t id)
+static struct member_change *change_new(struct cm_node *n, uint64_t id, cm_change_fn cb, void *arg)
 {
     struct member_change *mc = cm_calloc(1, sizeof *mc);
     mc->node = n;
-    mc->job = j;
+    mc->cb = cb;
+    mc->arg = arg;
     mc->id = id;
     mc->req.data = mc;
-    j->backref = (void **)&mc->job;
-    all_remove(n, j); /* promotion can take several catch-up rounds: no propose timeout */
     n->change = mc;
     return mc;
 }
 
-void cm_node_member_add(struct cm_node *n, struct cm_job *j, uint64_t id, const char *raft_addr,
-                        const char *http_addr, bool learner)
+void cm_node_member_add(struct cm_node *n, uint64_t id, const char *raft_addr,
+                        const char *http_addr, bool learner, cm_change_fn cb, void *arg)
 {
     if (find_server(n, id, raft_addr) >= 0) {
-        cm_reply_code(j, CM_ERR_DUPLICATED_MEMBER);
+        cb(n, arg, CM_CHANGE_DUPLICATE, "");
         return;
     }
     if (n->change) {
-        cm_reply_error(j, 409, "another membership change is in progress; retry when it is done",
-                       NULL);
+        cb(n, arg, CM_CHANGE_BUSY, "");
         return;
     }
     if (http_addr && http_addr[0]) {
@@ -1389,7 +896,7 @@ void cm_node_member_add(struct cm_node *n, struct cm_job *j, uint64_t id, const 
         cm_members_enc_set_http(&b, id, http_addr);
         cm_node_propose(n, CM_MOD_MEMBERS, CM_MEMBERS_OP_SET_HTTP, &b, members_addr_done, NULL);
     }
-    struct member_change *mc = change_new(n, j, id);
+    struct member_change *mc = change_new(n, id, cb, arg);
     snprintf(mc->raft_addr, sizeof mc->raft_addr, "%s", raft_addr);
     mc->role = learner ? RAFT_STANDBY : RAFT_VOTER;
     CM_INFO("raft", "adding member %llu (raft %s, http %s) as %s", (unsigned long long)id,
@@ -1416,22 +923,21 @@ static void remove_cb(struct raft_change *req, int status)
     change_finish(mc, status, what);
 }
 
-void cm_node_member_remove(struct cm_node *n, struct cm_job *j, uint64_t id)
+void cm_node_member_remove(struct cm_node *n, uint64_t id, cm_change_fn cb, void *arg)
 {
     if (find_server(n, id, NULL) < 0) {
-        cm_reply_code(j, CM_ERR_ILLEGAL_ARGUMENTS);
+        cb(n, arg, CM_CHANGE_UNKNOWN, "");
         return;
     }
     if (id == n->cfg->node_id) {
-        cm_reply_code(j, CM_ERR_REQUEST_NOT_ALLOW);
+        cb(n, arg, CM_CHANGE_SELF, "");
         return;
     }
     if (n->change) {
-        cm_reply_error(j, 409, "another membership change is in progress; retry when it is done",
-                       NULL);
+        cb(n, arg, CM_CHANGE_BUSY, "");
         return;
     }
-    struct member_change *mc = change_new(n, j, id);
+    struct member_change *mc = change_new(n, id, cb, arg);
     CM_INFO("raft", "removing member %llu", (unsigned long long)id);
     int rc = raft_remove(&n->raft, &mc->req, id, remove_cb);
     if (rc != 0) {
@@ -1441,23 +947,22 @@ void cm_node_member_remove(struct cm_node *n, struct cm_job *j, uint64_t id)
     }
 }
 
-void cm_node_member_promote(struct cm_node *n, struct cm_job *j, uint64_t id)
+void cm_node_member_promote(struct cm_node *n, uint64_t id, cm_change_fn cb, void *arg)
 {
     int idx = find_server(n, id, NULL);
     if (idx < 0) {
-        cm_reply_code(j, CM_ERR_ILLEGAL_ARGUMENTS);
+        cb(n, arg, CM_CHANGE_UNKNOWN, "");
         return;
     }
     if (n->raft.configuration.servers[idx].role == RAFT_VOTER) {
-        cm_reply_empty(j);
+        cb(n, arg, CM_CHANGE_DONE, "");
         return;
     }
     if (n->change) {
-        cm_reply_error(j, 409, "another membership change is in progress; retry when it is done",
-                       NULL);
+        cb(n, arg, CM_CHANGE_BUSY, "");
         return;
     }
-    struct member_change *mc = change_new(n, j, id);
+    struct member_change *mc = change_new(n, id, cb, arg);
     mc->role = RAFT_VOTER;
     CM_INFO("raft", "promoting member %llu to voter", (unsigned long long)id);
     int rc = raft_assign(&n->raft, &mc->req, id, RAFT_VOTER, assign_cb);
@@ -1476,36 +981,26 @@ static void transfer_cb(struct raft_transfer *req)
             (unsigned long long)req->id, (unsigned long long)cm_node_leader_id(n));
 }
 
-void cm_node_transfer(struct cm_node *n, struct cm_job *j, uint64_t id)
+int cm_node_transfer(struct cm_node *n, uint64_t id, char *msg, size_t msglen)
 {
     int idx = find_server(n, id, NULL);
-    if (idx < 0) {
-        cm_reply_code(j, CM_ERR_ILLEGAL_ARGUMENTS);
-        return;
-    }
-    if (id == n->cfg->node_id) {
-        cm_reply_empty(j);
-        return;
-    }
-    if (n->raft.configuration.servers[idx].role != RAFT_VOTER) {
-        cm_reply_error(j, 400, "Illegal Arguments: the target is not a voter", NULL);
-        return;
-    }
-    if (n->transfer_busy) {
-        cm_reply_empty(j);
-        return;
-    }
+    if (idx < 0)
+        return CM_CHANGE_UNKNOWN;
+    if (id == n->cfg->node_id)
+        return CM_CHANGE_DONE;
+    if (n->raft.configuration.servers[idx].role != RAFT_VOTER)
+        return CM_CHANGE_NOT_VOTER;
+    if (n->transfer_busy)
+        return CM_CHANGE_DONE;
     n->transfer_req.data = n;
     int rc = raft_transfer(&n->raft, &n->transfer_req, id, transfer_cb);
     if (rc != 0) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "leadership transfer failed: %s", raft_strerror(rc));
-        cm_reply_error(j, 500, msg, "InternalServerError");
-        return;
+        snprintf(msg, msglen, "leadership transfer failed: %s", raft_strerror(rc));
+        return CM_CHANGE_FAILED;
     }
     n->transfer_busy = true;
     CM_INFO("raft", "transferring leadership to %llu", (unsigned long long)id);
-    cm_reply_empty(j);
+    return CM_CHANGE_DONE;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1934,7 +1429,6 @@ int cm_node_init(struct cm_node **out, struct cm_config *cfg, char *err, size_t 
         close(fd);
     n->next_req = (n->next_req & 0x7fffffffffffffffULL) | 1;
     cm_map_init(&n->pending);
-    pthread_mutex_init(&n->qlock, NULL);
 
     if (mkdir_p(cfg->data_dir, err, errlen) != 0 || check_identity(n, err, errlen) != 0)
         goto fail;
@@ -2054,8 +1548,6 @@ int cm_node_init(struct cm_node **out, struct cm_config *cfg, char *err, size_t 
     n->httpc = cm_httpc_new(&n->loop);
     if (cfg->tls_cert[0])
         cm_httpc_set_tls(n->httpc, cfg->tls_ca, cfg->tls_cert, cfg->tls_key);
-    uv_async_init(&n->loop, &n->wake, on_wake);
-    n->wake.data = n;
     uv_check_init(&n->loop, &n->check);
     n->check.data = n;
     uv_check_start(&n->check, on_check);
@@ -2068,19 +1560,11 @@ int cm_node_init(struct cm_node **out, struct cm_config *cfg, char *err, size_t 
     uv_signal_start(&n->sig_int, on_signal, SIGINT);
     uv_signal_start(&n->sig_term, on_signal, SIGTERM);
 
-    cm_jobs_init(n);
-    if (cm_http_start(&n->http, n, cfg, err, errlen) != 0) {
-        n->exit_code = 1;
-        *out = n;
-        return -2; /* raft is running: the caller must stop the node */
-    }
-    CM_INFO("node", "serving HTTP on %s", cfg->bind_addr);
     *out = n;
     return 0;
 fail:
     cm_map_free(&n->pending);
     cm_fsm_free(n->fsm);
-    pthread_mutex_destroy(&n->qlock);
     free(n);
     *out = NULL;
     return -1;
@@ -2122,35 +1606,18 @@ static void on_httpc_closed(void *arg)
         uv_walk(&n->loop, walk_close, NULL);
 }
 
-static void fail_all_jobs(struct cm_node *n)
-{
-    struct cm_job *j = take_queue(n, true);
-    while (j) {
-        struct cm_job *next = j->qnext;
-        j->qnext = NULL;
-        cm_reply_error(j, 503, "the node is shutting down", NULL);
-        j = next;
-    }
-    while (n->all_head)
-        cm_reply_error(n->all_head, 503, "the node is shutting down", NULL);
-}
-
 void cm_node_stop(struct cm_node *n, const char *why)
 {
     if (n->stopping)
         return;
     n->stopping = true;
     CM_INFO("node", "stopping (%s)", why);
-    if (n->http)
-        cm_http_quiesce(n->http);
-    /* Forwarded jobs and jobs in membership changes are off the deadline list; httpc's close
-     * completes the former, the latter are answered below through the all-list or by raft_close. */
-    fail_all_jobs(n);
-    if (n->change && n->change->job) {
-        struct cm_job *j = n->change->job;
-        j->backref = NULL;
-        n->change->job = NULL;
-        cm_reply_error(j, 503, "the node is shutting down", NULL);
+    if (n->upper.stopping) /* the layer above answers what waits on it */
+        n->upper.stopping(n, n->upper.arg);
+    if (n->change && n->change->cb) { /* raft_close completes the change itself later */
+        cm_change_fn cb = n->change->cb;
+        n->change->cb = NULL;
+        cb(n, n->change->arg, CM_CHANGE_STOPPING, "the node is shutting down");
     }
     for (size_t i = 0; i < n->n_hooks; i++)
         if (n->leader_ready && n->hooks[i].on_follower)
@@ -2170,12 +1637,6 @@ void cm_node_stop(struct cm_node *n, const char *why)
 int cm_node_run(struct cm_node *n)
 {
     uv_run(&n->loop, UV_RUN_DEFAULT);
-    /* every job has been answered: remaining ones were failed on stop */
-    fail_all_jobs(n);
-    if (n->http) {
-        cm_http_stop(n->http);
-        n->http = NULL;
-    }
     return n->exit_code;
 }
 
@@ -2208,6 +1669,5 @@ void cm_node_free(struct cm_node *n)
         free(w);
     }
     cm_fsm_free(n->fsm);
-    pthread_mutex_destroy(&n->qlock);
     free(n);
 }

@@ -1,13 +1,14 @@
 /*
- * The node: one libuv loop thread that owns raft and the whole replicated state machine.
+ * The node's consensus layer: one libuv loop thread that owns raft and the whole replicated state
+ * machine. It knows nothing of HTTP, requests or routes; the dispatch layer above it
+ * (src/dispatch/) turns requests into the calls below and is told of what happens here through
+ * the upper-layer callbacks (cm_node_set_upper).
  *
- * HTTP threads hand jobs over with cm_node_submit; everything else here runs on the loop.
- * Writes execute on the leader once it has applied everything committed by earlier terms
- * (a barrier right after election); followers forward them. Reads are linearizable: the leader
- * answers after a barrier that covers every read that arrived before it, a follower asks the
- * leader for a read index and waits until it has applied that far. Commands proposed in the
- * same loop turn go to raft as one multi-buffer raft_apply (group commit), and client requests
- * are completed from the FSM's apply by (node id, request id), never from raft's callback.
+ * Everything here runs on the loop. A new leader is "ready" once it has applied everything
+ * committed by earlier terms (a barrier right after election). Commands proposed in the same loop
+ * turn go to raft as one multi-buffer raft_apply (group commit), and proposals are completed from
+ * the FSM's apply by (node id, request id), never from raft's callback. Membership changes and
+ * barriers report through completion callbacks too.
  */
 #ifndef CM_NODE_H
 #define CM_NODE_H
@@ -19,7 +20,6 @@
 #include <uv.h>
 
 #include "../fsm/fsm.h"
-#include "../http/job.h"
 #include "../server/config.h"
 
 struct cm_node;
@@ -31,14 +31,7 @@ int cm_node_run(struct cm_node *n);
 void cm_node_stop(struct cm_node *n, const char *why);
 void cm_node_free(struct cm_node *n);
 
-/* Any thread: hand a job to the loop. Returns CM_SUBMIT_OK, or CM_SUBMIT_BUSY when too many
- * requests already wait on the loop (http.max_queued_requests), or CM_SUBMIT_STOPPING when the
- * node is shutting down; the caller then answers the job itself. Must be called with the
- * connection not yet suspended; it suspends it. */
-enum { CM_SUBMIT_OK = 0, CM_SUBMIT_BUSY = 1, CM_SUBMIT_STOPPING = 2 };
-int cm_node_submit(struct cm_node *n, struct cm_job *j);
-
-/* ---- loop thread API for route handlers ---- */
+/* ---- loop thread API ---- */
 
 struct cm_fsm *cm_node_fsm(struct cm_node *n);
 const struct cm_config *cm_node_cfg(struct cm_node *n);
@@ -50,16 +43,12 @@ uint64_t cm_node_leader_id(struct cm_node *n);
 /* HTTP address of the current leader or NULL. */
 const char *cm_node_leader_http(struct cm_node *n);
 uint64_t cm_node_id(struct cm_node *n);
-
-/* Replies: fill the response, detach the job from whatever it waits on, resume the connection.
- * The job must not be touched afterwards. */
-void cm_reply(struct cm_job *j, int status, const char *ctype, char *body, size_t len);
-void cm_reply_json(struct cm_job *j, struct json_object *o); /* 200; releases o */
-void cm_reply_empty(struct cm_job *j);                       /* 200, empty body */
-void cm_reply_code(struct cm_job *j, int code);              /* errors.h code */
-void cm_reply_error(struct cm_job *j, int status, const char *msg, const char *code);
-/* Reply what the HTTP thread already set in the job (status, body). */
-void cm_reply_prepared(struct cm_job *j);
+uint64_t cm_node_term(struct cm_node *n);
+/* A leader that applied everything committed by earlier terms: writes may run. */
+bool cm_node_leader_ready(struct cm_node *n);
+/* This node left the configuration (or the leader said so): it must not serve. */
+bool cm_node_removed(struct cm_node *n);
+bool cm_node_stopping(struct cm_node *n);
 
 /* Outcome of a proposal. */
 enum {
@@ -69,44 +58,50 @@ enum {
     CM_PROPOSE_FAILED = 3,  /* raft refused it (e.g. not leader): not applied */
 };
 
-typedef void (*cm_job_applied_fn)(struct cm_job *j, int status, struct cm_result *res);
-/* For a job's applied callback: answer 906 when the proposal did not apply, or the error code
- * apply decided; true when it answered (the job must not be touched then). */
-bool cm_reply_failed(struct cm_job *j, int status, const struct cm_result *res);
 typedef void (*cm_applied_fn)(struct cm_node *n, void *arg, int status, struct cm_result *res);
 
-/* Propose a command on behalf of a job. `cb` runs when the outcome is known, unless the job was
- * answered before (timeout). With cb NULL: 200 empty on success, res.code as an error code,
- * 906 otherwise. `payload` is consumed (freed). */
-void cm_job_propose(struct cm_job *j, uint8_t module, uint8_t op, struct cm_buf *payload,
-                    cm_job_applied_fn cb);
-/* Propose on behalf of the node itself (leader jobs). `cb` always runs exactly once. */
+/* Propose a command. `cb` always runs exactly once, with CM_APPLIED and apply's result, or with
+ * the reason it did not apply (possibly before this returns). `payload` is consumed (freed). */
 void cm_node_propose(struct cm_node *n, uint8_t module, uint8_t op, struct cm_buf *payload,
                      cm_applied_fn cb, void *arg);
 
-/* Run `handle` of the job's route again later (after a state change). */
-void cm_node_redispatch(struct cm_node *n, struct cm_job *j);
+/* A raft barrier (counted in the stats): `cb` runs once everything appended before it applied.
+ * Returns 0 or a raft error code (then `cb` never runs). */
+int cm_node_barrier(struct cm_node *n, struct raft_barrier *req, raft_barrier_cb cb);
 
-/* Membership (leader only); they reply to the job themselves. */
-void cm_node_member_add(struct cm_node *n, struct cm_job *j, uint64_t id, const char *raft_addr,
-                        const char *http_addr, bool learner);
-void cm_node_member_remove(struct cm_node *n, struct cm_job *j, uint64_t id);
-void cm_node_member_promote(struct cm_node *n, struct cm_job *j, uint64_t id);
-void cm_node_transfer(struct cm_node *n, struct cm_job *j, uint64_t id);
+/* Outcome of a membership change or leadership transfer. */
+enum {
+    CM_CHANGE_DONE = 0,
+    CM_CHANGE_DUPLICATE, /* the id or raft address is already a member */
+    CM_CHANGE_UNKNOWN,   /* no member has this id */
+    CM_CHANGE_SELF,      /* this node cannot remove itself */
+    CM_CHANGE_BUSY,      /* another membership change is in progress */
+    CM_CHANGE_NOT_VOTER, /* leadership can only go to a voter */
+    CM_CHANGE_FAILED,    /* raft refused or failed it: `msg` says why */
+    CM_CHANGE_STOPPING,  /* the node stopped before the change finished */
+};
+typedef void (*cm_change_fn)(struct cm_node *n, void *arg, int outcome, const char *msg);
+/* Membership changes (leader only). `cb` runs exactly once with the outcome, possibly before the
+ * call returns; a change can take several catch-up rounds, so it carries no timeout. */
+void cm_node_member_add(struct cm_node *n, uint64_t id, const char *raft_addr,
+                        const char *http_addr, bool learner, cm_change_fn cb, void *arg);
+void cm_node_member_remove(struct cm_node *n, uint64_t id, cm_change_fn cb, void *arg);
+void cm_node_member_promote(struct cm_node *n, uint64_t id, cm_change_fn cb, void *arg);
+/* Start a leadership transfer; returns at once with the outcome of starting it (DONE also when
+ * the target already leads or a transfer is running), `msg` filled on FAILED. */
+int cm_node_transfer(struct cm_node *n, uint64_t id, char *msg, size_t msglen);
 
 /* What this node knows about member `id` (GET /internal/member, used by removal probes). */
 struct json_object *cm_node_member_view(struct cm_node *n, uint64_t id);
 
-/* For a write handler on the leader about to answer from state because the write would change
- * nothing: true when it may, as the job already waited for a barrier like a linearizable read;
- * otherwise the job is queued behind the next read barrier (the handler then runs again from the
- * start, and may find a change to propose after all) and the handler must return. */
-bool cm_node_write_confirmed(struct cm_job *j);
-
-/* Mark an outgoing request as node-to-node (and sign it when auth is on). */
-struct cm_httpc_req;
-void cm_node_internal_headers(struct cm_node *n, struct cm_httpc_req *r, const char *path,
-                              const char *query);
+/* A removed member is not told: the leader stops replicating to it before the configuration that
+ * drops it reaches it. True when this node was a member and has had no leader for two election
+ * timeouts: time to ask the other members (the dispatch layer does, over HTTP). */
+bool cm_node_removal_suspect(struct cm_node *n);
+/* Members' HTTP addresses to ask: the configuration's other members with a known address. */
+size_t cm_node_peers_http(struct cm_node *n, const char **addrs, size_t max);
+/* The leader at `who`, in `term`, says this node is not in the committed configuration. */
+void cm_node_learn_removed(struct cm_node *n, const char *who, uint64_t term);
 
 /* The raft_status object of /stat. */
 struct json_object *cm_node_raft_status(struct cm_node *n);
@@ -124,11 +119,8 @@ struct cm_node_stats {
     uint64_t proposals_failed;
     uint64_t batches;
     uint64_t barriers;
-    uint64_t read_index_requests;
-    uint64_t forwarded;
     uint64_t snapshots_taken;
     uint64_t snapshots_restored;
-    uint64_t jobs_timed_out;
 };
 const struct cm_node_stats *cm_node_stats(struct cm_node *n);
 
@@ -151,6 +143,21 @@ struct cm_node_hooks {
 };
 void cm_node_add_hooks(struct cm_node *n, const struct cm_node_hooks *h);
 
+/* The layer above (one), told at fixed points of the loop so that requests keep their order
+ * relative to the hooks: `turn` at the end of every loop turn, after the turn's proposals went
+ * to raft; `tick` at the start of every tick, before the hooks; `leader_ready` after the hooks'
+ * on_leader; `not_leader` whenever this node stops being leader (after on_follower);
+ * `stopping` first thing when the node begins to stop. */
+struct cm_node_upper {
+    void (*turn)(struct cm_node *n, void *arg);
+    void (*tick)(struct cm_node *n, void *arg);
+    void (*leader_ready)(struct cm_node *n, void *arg);
+    void (*not_leader)(struct cm_node *n, void *arg);
+    void (*stopping)(struct cm_node *n, void *arg);
+    void *arg;
+};
+void cm_node_set_upper(struct cm_node *n, const struct cm_node_upper *u);
+
 /* Per-domain loop-side state that is not replicated (leader caches, task queues, metrics).
  * One slot per domain; owners set it in their jobs init and free it in on_stop. */
 enum cm_ext_slot {
@@ -162,13 +169,10 @@ enum cm_ext_slot {
     CM_EXT_AUTH,
     CM_EXT_OPS,
     CM_EXT_VERSION,
+    CM_EXT_DISPATCH,
     CM_EXT_MAX
 };
 void *cm_node_ext(struct cm_node *n, enum cm_ext_slot slot);
 void cm_node_set_ext(struct cm_node *n, enum cm_ext_slot slot, void *state);
-
-/* Called once on the loop thread before the HTTP server starts (src/jobs/jobs.c): registers the
- * leader jobs and hooks of every domain. */
-void cm_jobs_init(struct cm_node *n);
 
 #endif

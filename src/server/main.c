@@ -12,6 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../dispatch/dispatch.h"
+#include "../http/server.h"
+#include "../jobs/jobs.h"
 #include "../ops/ops.h"
 #include "../raft/node.h"
 #include "../util/log.h"
@@ -20,6 +23,12 @@
 #ifndef CM_VERSION
 #define CM_VERSION "dev"
 #endif
+
+/* The dispatch layer calls this first when the node begins to stop. */
+static void quiesce_http(void *http)
+{
+    cm_http_quiesce(http);
+}
 
 static void usage(FILE *f)
 {
@@ -109,12 +118,24 @@ int main(int argc, char **argv)
         cm_audit_close();
         return 1;
     }
-    if (rc == -2) {
+    /* the layers above consensus: leader jobs (their hooks run before the writes that waited
+     * for a new leader), dispatch, then the HTTP front end */
+    cm_jobs_init(node);
+    cm_dispatch_init(node);
+    struct cm_http *http = NULL;
+    if (cm_http_start(&http, node, &cfg, err, sizeof err) != 0) {
+        rc = -2;
         CM_ERROR("node", "refusing to start: %s", err);
         fprintf(stderr, "clustermgr: refusing to start: %s\n", err);
-        cm_node_stop(node, "start-up failed");
+        cm_node_stop(node, "start-up failed"); /* raft is running */
+    } else {
+        cm_dispatch_set_quiesce(node, quiesce_http, http);
+        CM_INFO("node", "serving HTTP on %s", cfg.bind_addr);
     }
     int exit_code = cm_node_run(node);
+    cm_dispatch_free(node);
+    if (http)
+        cm_http_stop(http);
     cm_node_free(node);
     CM_INFO("node", "stopped");
     cm_audit_close();

@@ -1,0 +1,773 @@
+/*
+ * The dispatch layer: the job queue from the front end, dispatch to route handlers, forwarding
+ * to the leader, read barriers and read indexes, proposals and membership changes on behalf of
+ * jobs, deadlines, removal probes, and the replies. See dispatch.h for the model.
+ *
+ * Everything here runs on the loop thread except cm_node_submit (any thread).
+ */
+#include "dispatch.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "../client/httpc.h"
+#include "../fsm/mod_members.h"
+#include "../http/errors.h"
+#include "../http/router.h"
+#include "../security/auth.h"
+#include "../util/json.h"
+#include "../util/log.h"
+#include "../util/timeutil.h"
+
+#define MAX_HOPS 3
+#define MAX_PROBES 16
+
+struct job_proposal;
+
+struct cm_dispatch {
+    struct cm_node *node;
+    const struct cm_config *cfg;
+    uv_async_t wake;
+    atomic_uint queued; /* jobs handed to the loop and not yet answered */
+    void (*quiesce)(void *arg);
+    void *quiesce_arg;
+
+    pthread_mutex_t qlock;
+    struct cm_job *q_head, *q_tail;
+    bool q_closed;
+
+    /* jobs on the loop */
+    struct cm_job *all_head, *all_tail; /* by deadline */
+    struct cm_jlist write_wait;         /* writes waiting for the new leader to be ready */
+    struct cm_jlist reads_next, reads_inflight;
+    bool rb_inflight;
+    struct raft_barrier rb_req;
+    struct cm_jlist ri_next, ri_inflight;
+    bool ri_busy;
+    struct cm_jlist apply_wait; /* reads waiting until this node applied their read index */
+    struct job_proposal *proposals;
+
+    uint64_t last_probe_ms;
+    unsigned probes_inflight;
+
+    struct cm_dispatch_stats stats;
+};
+
+static void dispatch(struct cm_dispatch *d, struct cm_job *j);
+
+static struct cm_dispatch *dispatch_of(struct cm_node *n)
+{
+    return cm_node_ext(n, CM_EXT_DISPATCH);
+}
+
+const struct cm_dispatch_stats *cm_dispatch_stats(struct cm_node *n)
+{
+    return &dispatch_of(n)->stats;
+}
+
+void cm_reqlog_id(const struct cm_job *j, char *out, size_t cap)
+{
+    if (j->req_id_hdr && j->req_id_hdr[0])
+        snprintf(out, cap, "%s", j->req_id_hdr);
+    else
+        snprintf(out, cap, "%llu-%llu", (unsigned long long)cm_node_id(j->node),
+                 (unsigned long long)j->id);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* job bookkeeping and replies                                                                */
+
+static void all_push(struct cm_dispatch *d, struct cm_job *j)
+{
+    j->aprev = d->all_tail;
+    j->anext = NULL;
+    if (d->all_tail)
+        d->all_tail->anext = j;
+    else
+        d->all_head = j;
+    d->all_tail = j;
+}
+
+static void all_remove(struct cm_dispatch *d, struct cm_job *j)
+{
+    if (j->aprev == NULL && d->all_head != j)
+        return; /* not on the list */
+    if (j->aprev)
+        j->aprev->anext = j->anext;
+    else
+        d->all_head = j->anext;
+    if (j->anext)
+        j->anext->aprev = j->aprev;
+    else
+        d->all_tail = j->aprev;
+    j->aprev = j->anext = NULL;
+}
+
+static void job_detach(struct cm_job *j)
+{
+    cm_jlist_remove(j);
+    all_remove(dispatch_of(j->node), j);
+    if (j->backref) {
+        *j->backref = NULL;
+        j->backref = NULL;
+    }
+}
+
+void cm_reply_prepared(struct cm_job *j)
+{
+    if (j->state != CM_JOB_IN_LOOP)
+        return;
+    job_detach(j);
+    j->state = CM_JOB_REPLIED;
+    atomic_fetch_sub_explicit(&dispatch_of(j->node)->queued, 1, memory_order_relaxed);
+    cm_http_resume(j);
+}
+
+void cm_reply(struct cm_job *j, int status, const char *ctype, char *body, size_t len)
+{
+    cm_job_set_response(j, status, ctype, body, len);
+    cm_reply_prepared(j);
+}
+
+void cm_reply_json(struct cm_job *j, struct json_object *o)
+{
+    size_t len;
+    char *s = cm_json_render_put(o, &len);
+    cm_reply(j, 200, "application/json", s, len);
+}
+
+void cm_reply_empty(struct cm_job *j)
+{
+    cm_reply(j, 200, NULL, NULL, 0);
+}
+
+void cm_reply_code(struct cm_job *j, int code)
+{
+    cm_job_set_code(j, code);
+    cm_reply_prepared(j);
+}
+
+void cm_reply_error(struct cm_job *j, int status, const char *msg, const char *code)
+{
+    cm_job_set_error(j, status, msg, code);
+    cm_reply_prepared(j);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* submission from HTTP threads                                                                */
+
+int cm_node_submit(struct cm_node *n, struct cm_job *j)
+{
+    struct cm_dispatch *d = dispatch_of(n);
+    if (atomic_load_explicit(&d->queued, memory_order_relaxed) >= d->cfg->max_queued_requests)
+        return CM_SUBMIT_BUSY;
+    pthread_mutex_lock(&d->qlock);
+    if (d->q_closed) {
+        pthread_mutex_unlock(&d->qlock);
+        return CM_SUBMIT_STOPPING;
+    }
+    atomic_fetch_add_explicit(&d->queued, 1, memory_order_relaxed);
+    /* Suspend before the loop can see the job, so its resume always comes after. */
+    cm_http_suspend(j);
+    j->state = CM_JOB_IN_LOOP;
+    j->qnext = NULL;
+    if (d->q_tail)
+        d->q_tail->qnext = j;
+    else
+        d->q_head = j;
+    d->q_tail = j;
+    pthread_mutex_unlock(&d->qlock);
+    uv_async_send(&d->wake);
+    return CM_SUBMIT_OK;
+}
+
+static struct cm_job *take_queue(struct cm_dispatch *d, bool close)
+{
+    pthread_mutex_lock(&d->qlock);
+    struct cm_job *j = d->q_head;
+    d->q_head = d->q_tail = NULL;
+    if (close)
+        d->q_closed = true;
+    pthread_mutex_unlock(&d->qlock);
+    return j;
+}
+
+static void on_wake(uv_async_t *a)
+{
+    struct cm_dispatch *d = a->data;
+    struct cm_job *j = take_queue(d, false);
+    uint64_t now = cm_mono_ms();
+    while (j) {
+        struct cm_job *next = j->qnext;
+        j->qnext = NULL;
+        j->deadline_ms = now + d->cfg->propose_timeout_ms;
+        all_push(d, j);
+        dispatch(d, j);
+        j = next;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* proposals on behalf of jobs                                                                 */
+
+bool cm_reply_failed(struct cm_job *j, int status, const struct cm_result *res)
+{
+    if (status != CM_APPLIED) {
+        cm_reply_code(j, CM_ERR_RAFT_PROPOSE);
+        return true;
+    }
+    if (res && res->code) {
+        cm_reply_code(j, res->code);
+        return true;
+    }
+    return false;
+}
+
+/* A job's proposal: the job is cleared through its backref when it is answered elsewhere
+ * (deadline, stop) before the outcome is known. Those still pending when the loop ends are
+ * freed with the layer. */
+struct job_proposal {
+    struct cm_job *job;
+    cm_job_applied_fn cb;
+    struct job_proposal *prev, *next;
+};
+
+static void jp_unlink(struct cm_dispatch *d, struct job_proposal *jp)
+{
+    if (jp->prev)
+        jp->prev->next = jp->next;
+    else
+        d->proposals = jp->next;
+    if (jp->next)
+        jp->next->prev = jp->prev;
+}
+
+static void job_applied(struct cm_node *n, void *arg, int status, struct cm_result *res)
+{
+    struct job_proposal *jp = arg;
+    struct cm_job *j = jp->job;
+    cm_job_applied_fn cb = jp->cb;
+    jp_unlink(dispatch_of(n), jp);
+    free(jp);
+    if (j == NULL)
+        return;
+    j->backref = NULL;
+    if (status == CM_PROPOSE_FAILED && !cm_node_is_leader(n) && !cm_node_stopping(n))
+        cm_node_redispatch(n, j); /* never appended: let the new leader do it */
+    else if (cb)
+        cb(j, status, res);
+    else if (!cm_reply_failed(j, status, res))
+        cm_reply_empty(j);
+}
+
+void cm_job_propose(struct cm_job *j, uint8_t module, uint8_t op, struct cm_buf *payload,
+                    cm_job_applied_fn cb)
+{
+    struct cm_dispatch *d = dispatch_of(j->node);
+    struct job_proposal *jp = cm_malloc(sizeof *jp);
+    jp->job = j;
+    jp->cb = cb;
+    jp->prev = NULL;
+    jp->next = d->proposals;
+    if (d->proposals)
+        d->proposals->prev = jp;
+    d->proposals = jp;
+    j->backref = (void **)&jp->job;
+    cm_node_propose(j->node, module, op, payload, job_applied, jp);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* dispatch, forwarding, reads                                                                 */
+
+static void forward_done(struct cm_httpc_req *r)
+{
+    struct cm_job *j = r->data;
+    if (j != NULL) {
+        j->backref = NULL;
+        if (r->status == 0) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "forwarding to the leader failed: %s", r->error);
+            cm_reply_error(j, 502, msg, NULL);
+        } else {
+            size_t len;
+            char *body = cm_buf_steal(&r->resp, &len);
+            if (len == 0) {
+                free(body);
+                body = NULL;
+            }
+            const char *ct = r->ctype[0] ? (strstr(r->ctype, "json") ? "application/json"
+                                                                     : "text/plain; charset=utf-8")
+                                         : NULL;
+            cm_reply(j, (int)r->status, ct, body, len);
+        }
+    }
+    cm_httpc_req_free(r);
+}
+
+static void forward(struct cm_dispatch *d, struct cm_job *j)
+{
+    struct cm_node *n = d->node;
+    uint64_t lid = cm_node_leader_id(n);
+    const char *addr = lid ? cm_members_http(cm_node_fsm(n), lid) : NULL;
+    if (addr == NULL || lid == d->cfg->node_id) {
+        cm_reply_code(j, CM_ERR_NO_LEADER);
+        return;
+    }
+    if (j->hops >= MAX_HOPS) {
+        cm_reply_error(j, 907, "no leader (forwarding loop between nodes)", NULL);
+        return;
+    }
+    char url[2048];
+    snprintf(url, sizeof url, "%s%s%s", d->cfg->node_protocol, addr, j->uri);
+    struct cm_httpc_req *r = cm_httpc_req_new(cm_method_name(j->method), url);
+    char h[512];
+    cm_httpc_req_header(r, "Content-Type: application/json");
+    snprintf(h, sizeof h, "X-Real-Ip: %s", j->client_ip);
+    cm_httpc_req_header(r, h);
+    snprintf(h, sizeof h, "X-Forwarded-For: %s%s%s", j->xff ? j->xff : "", j->xff ? ", " : "",
+             j->peer_ip);
+    cm_httpc_req_header(r, h);
+    snprintf(h, sizeof h, "X-Clustermgr-Hops: %d", j->hops + 1);
+    cm_httpc_req_header(r, h);
+    if (j->auth_token) {
+        snprintf(h, sizeof h, "BLOB-STORE-AUTH-TOKEN: %s", j->auth_token);
+        cm_httpc_req_header(r, h);
+    }
+    char rid[130];
+    cm_reqlog_id(j, rid, sizeof rid); /* the leader logs and audits it under the same id */
+    snprintf(h, sizeof h, "X-Request-Id: %s", rid);
+    cm_httpc_req_header(r, h);
+    if (j->body.len)
+        cm_httpc_req_body(r, cm_strndup(j->body.data, j->body.len), j->body.len);
+    r->timeout_ms = (long)d->cfg->propose_timeout_ms + 2000;
+    r->done = forward_done;
+    r->data = j;
+    all_remove(d, j); /* the forwarded request carries its own timeout */
+    j->backref = &r->data;
+    d->stats.forwarded++;
+    cm_httpc_submit(cm_node_httpc(n), r);
+}
+
+static void run_handler(struct cm_job *j)
+{
+    j->route->handle(j);
+}
+
+/* j->read_index of a write job on the leader: it waited for a read barrier (write jobs on the
+ * leader use no read index otherwise) */
+#define WRITE_CONFIRMED UINT64_MAX
+
+bool cm_node_write_confirmed(struct cm_job *j)
+{
+    if (j->read_index == WRITE_CONFIRMED)
+        return true;
+    cm_jlist_push(&dispatch_of(j->node)->reads_next, j);
+    return false;
+}
+
+static void dispatch(struct cm_dispatch *d, struct cm_job *j)
+{
+    struct cm_node *n = d->node;
+    int flags = j->route->flags;
+    if (cm_node_stopping(n)) {
+        cm_reply_error(j, 503, "the node is shutting down", NULL);
+        return;
+    }
+    if (flags & CM_R_LOCAL) {
+        run_handler(j);
+        return;
+    }
+    if (cm_node_removed(n)) {
+        cm_reply_error(j, 503, "this node was removed from the cluster and no longer serves", NULL);
+        return;
+    }
+    if (cm_node_fsm(n)->blocked_need) { /* its state lags the log: no read or write can be right */
+        char why[200];
+        cm_node_ready(n, why, sizeof why);
+        cm_reply_error(j, 503, why, NULL);
+        return;
+    }
+    if (flags & CM_R_WRITE) {
+        j->read_index = 0; /* not confirmed by a barrier yet */
+        if (!cm_node_is_leader(n))
+            forward(d, j);
+        else if (!cm_node_leader_ready(n))
+            cm_jlist_push(&d->write_wait, j);
+        else
+            run_handler(j);
+        return;
+    }
+    /* reads */
+    if (j->stale) {
+        run_handler(j);
+        return;
+    }
+    if (cm_node_is_leader(n))
+        cm_jlist_push(&d->reads_next, j);
+    else if (j->route->flags & CM_R_INTERNAL)
+        cm_reply_code(j, CM_ERR_NO_LEADER); /* a read-index request reached a non-leader */
+    else if (cm_node_leader_id(n) == 0)
+        cm_reply_code(j, CM_ERR_NO_LEADER);
+    else
+        cm_jlist_push(&d->ri_next, j);
+}
+
+void cm_node_redispatch(struct cm_node *n, struct cm_job *j)
+{
+    cm_jlist_remove(j);
+    dispatch(dispatch_of(n), j);
+}
+
+static void read_barrier_cb(struct raft_barrier *req, int status)
+{
+    struct cm_dispatch *d = req->data;
+    d->rb_inflight = false;
+    struct cm_jlist batch = {0};
+    cm_jlist_splice(&batch, &d->reads_inflight);
+    struct cm_job *j;
+    while ((j = cm_jlist_pop(&batch)) != NULL) {
+        if (status == 0) {
+            if (j->route->flags & CM_R_WRITE) /* a write that changes nothing: answer now */
+                j->read_index = WRITE_CONFIRMED;
+            run_handler(j);
+        } else
+            dispatch(d, j);
+    }
+}
+
+static void start_read_barrier(struct cm_dispatch *d)
+{
+    if (d->rb_inflight || d->reads_next.n == 0 || !cm_node_is_leader(d->node))
+        return;
+    d->rb_req.data = d;
+    int rc = cm_node_barrier(d->node, &d->rb_req, read_barrier_cb);
+    if (rc != 0) {
+        CM_WARN("raft", "read barrier failed: %s", raft_strerror(rc));
+        struct cm_job *j;
+        while ((j = cm_jlist_pop(&d->reads_next)) != NULL)
+            cm_reply_code(j, CM_ERR_RAFT_READ_INDEX);
+        return;
+    }
+    d->rb_inflight = true;
+    if (d->cfg->max_reads_per_barrier == 0)
+        cm_jlist_splice(&d->reads_inflight, &d->reads_next);
+    else
+        for (unsigned k = 0; k < d->cfg->max_reads_per_barrier && d->reads_next.head; k++)
+            cm_jlist_push(&d->reads_inflight, cm_jlist_pop(&d->reads_next));
+}
+
+static void release_applied(struct cm_dispatch *d)
+{
+    uint64_t applied = cm_node_raft(d->node)->last_applied;
+    while (d->apply_wait.head && d->apply_wait.head->read_index <= applied) {
+        struct cm_job *j = cm_jlist_pop(&d->apply_wait);
+        run_handler(j);
+    }
+}
+
+static void read_index_done(struct cm_httpc_req *r)
+{
+    struct cm_dispatch *d = r->data;
+    struct cm_node *n = d->node;
+    d->ri_busy = false;
+    uint64_t index = 0;
+    bool ok = false;
+    if (r->status == 200) {
+        char err[128];
+        struct json_object *o =
+            cm_json_parse(r->resp.data ? r->resp.data : "", r->resp.len, false, err, sizeof err);
+        ok = o && cm_json_get_u64(o, "index", true, UINT64_MAX, &index, err, sizeof err) == 0;
+        json_object_put(o);
+    }
+    struct cm_jlist batch = {0};
+    cm_jlist_splice(&batch, &d->ri_inflight);
+    struct cm_job *j;
+    while ((j = cm_jlist_pop(&batch)) != NULL) {
+        if (!ok) {
+            if (cm_node_stopping(n) || r->status != 0 || cm_node_leader_id(n) == 0)
+                cm_reply_code(j, r->status == 907 || cm_node_leader_id(n) == 0
+                                     ? CM_ERR_NO_LEADER
+                                     : CM_ERR_RAFT_READ_INDEX);
+            else
+                cm_reply_code(j, CM_ERR_RAFT_READ_INDEX);
+            continue;
+        }
+        j->read_index = index;
+        cm_jlist_push(&d->apply_wait, j);
+    }
+    if (!ok && r->status == 0)
+        CM_WARN("read", "read-index request to the leader failed: %s", r->error);
+    cm_httpc_req_free(r);
+    release_applied(d);
+}
+
+/* Node-to-node requests carry a token like any client's when auth is on. */
+void cm_node_internal_headers(struct cm_node *n, struct cm_httpc_req *r, const char *path,
+                              const char *query)
+{
+    const struct cm_config *cfg = cm_node_cfg(n);
+    cm_httpc_req_header(r, "X-Clustermgr-Internal: 1");
+    if (cfg->auth_enable) {
+        char tok[CM_AUTH_TOKEN_LEN + 1], h[64 + CM_AUTH_TOKEN_LEN];
+        cm_auth_token(path, query, cm_now_ns() / 1000000000LL, cfg->auth_secret, tok);
+        snprintf(h, sizeof h, "%s: %s", CM_AUTH_HEADER, tok);
+        cm_httpc_req_header(r, h);
+    }
+}
+
+static void start_read_index(struct cm_dispatch *d)
+{
+    struct cm_node *n = d->node;
+    if (d->ri_busy || d->ri_next.n == 0)
+        return;
+    if (cm_node_is_leader(n)) { /* became leader meanwhile */
+        struct cm_job *j;
+        while ((j = cm_jlist_pop(&d->ri_next)) != NULL)
+            cm_jlist_push(&d->reads_next, j);
+        return;
+    }
+    const char *addr = cm_node_leader_http(n);
+    if (addr == NULL) {
+        struct cm_job *j;
+        while ((j = cm_jlist_pop(&d->ri_next)) != NULL)
+            cm_reply_code(j, CM_ERR_NO_LEADER);
+        return;
+    }
+    char url[512];
+    snprintf(url, sizeof url, "%s%s/internal/readindex", d->cfg->node_protocol, addr);
+    struct cm_httpc_req *r = cm_httpc_req_new("GET", url);
+    cm_node_internal_headers(n, r, "/internal/readindex", "");
+    r->timeout_ms = (long)d->cfg->propose_timeout_ms;
+    r->done = read_index_done;
+    r->data = d;
+    d->ri_busy = true;
+    d->stats.read_index_requests++;
+    cm_jlist_splice(&d->ri_inflight, &d->ri_next);
+    cm_httpc_submit(cm_node_httpc(n), r);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* removal probes                                                                              */
+
+/* A removed member is not told (see cm_node_removal_suspect): when a member has had no leader
+ * for a while it asks the other members; if the leader answers that this node is not in the
+ * committed configuration, the node stops serving. */
+static void probe_done(struct cm_httpc_req *r)
+{
+    struct cm_dispatch *d = r->data;
+    struct cm_node *n = d->node;
+    d->probes_inflight--;
+    if (r->status == 200 && !cm_node_removed(n) && !cm_node_stopping(n)) {
+        char err[128];
+        struct json_object *o =
+            cm_json_parse(r->resp.data ? r->resp.data : "", r->resp.len, false, err, sizeof err);
+        bool is_leader = false, member = true;
+        uint64_t term = 0;
+        if (o && cm_json_get_bool(o, "is_leader", true, &is_leader, err, sizeof err) == 0 &&
+            cm_json_get_bool(o, "member", true, &member, err, sizeof err) == 0 &&
+            cm_json_get_u64(o, "term", true, UINT64_MAX, &term, err, sizeof err) == 0 &&
+            is_leader && !member)
+            cm_node_learn_removed(n, r->url, term);
+        json_object_put(o);
+    }
+    cm_httpc_req_free(r);
+}
+
+static void probe_removal(struct cm_dispatch *d)
+{
+    struct cm_node *n = d->node;
+    uint64_t now = cm_mono_ms();
+    if (d->probes_inflight || !cm_node_removal_suspect(n) || now - d->last_probe_ms < 2000)
+        return;
+    d->last_probe_ms = now;
+    const char *addrs[MAX_PROBES];
+    size_t n_addrs = cm_node_peers_http(n, addrs, MAX_PROBES);
+    for (size_t i = 0; i < n_addrs; i++) {
+        char url[512];
+        snprintf(url, sizeof url, "%s%s/internal/member?id=%llu", d->cfg->node_protocol, addrs[i],
+                 (unsigned long long)d->cfg->node_id);
+        struct cm_httpc_req *r = cm_httpc_req_new("GET", url);
+        char q[40];
+        snprintf(q, sizeof q, "id=%llu", (unsigned long long)d->cfg->node_id);
+        cm_node_internal_headers(n, r, "/internal/member", q);
+        r->timeout_ms = 2000;
+        r->done = probe_done;
+        r->data = d;
+        d->probes_inflight++;
+        cm_httpc_submit(cm_node_httpc(n), r);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* membership changes on behalf of jobs                                                        */
+
+static void change_done(struct cm_node *n, void *arg, int outcome, const char *msg)
+{
+    (void)n;
+    struct cm_job *j = arg;
+    switch (outcome) {
+    case CM_CHANGE_DONE:
+        cm_reply_empty(j);
+        break;
+    case CM_CHANGE_DUPLICATE:
+        cm_reply_code(j, CM_ERR_DUPLICATED_MEMBER);
+        break;
+    case CM_CHANGE_UNKNOWN:
+        cm_reply_code(j, CM_ERR_ILLEGAL_ARGUMENTS);
+        break;
+    case CM_CHANGE_SELF:
+        cm_reply_code(j, CM_ERR_REQUEST_NOT_ALLOW);
+        break;
+    case CM_CHANGE_BUSY:
+        cm_reply_error(j, 409, "another membership change is in progress; retry when it is done",
+                       NULL);
+        break;
+    case CM_CHANGE_NOT_VOTER:
+        cm_reply_error(j, 400, "Illegal Arguments: the target is not a voter", NULL);
+        break;
+    case CM_CHANGE_STOPPING:
+        cm_reply_error(j, 503, "the node is shutting down", NULL);
+        break;
+    default:
+        cm_reply_error(j, 500, msg, "InternalServerError");
+        break;
+    }
+}
+
+/* A change can take several catch-up rounds: the job leaves the deadline list, and the change
+ * answers it (on stop too). */
+void cm_job_member_add(struct cm_job *j, uint64_t id, const char *raft_addr, const char *http_addr,
+                       bool learner)
+{
+    all_remove(dispatch_of(j->node), j);
+    cm_node_member_add(j->node, id, raft_addr, http_addr, learner, change_done, j);
+}
+
+void cm_job_member_remove(struct cm_job *j, uint64_t id)
+{
+    all_remove(dispatch_of(j->node), j);
+    cm_node_member_remove(j->node, id, change_done, j);
+}
+
+void cm_job_member_promote(struct cm_job *j, uint64_t id)
+{
+    all_remove(dispatch_of(j->node), j);
+    cm_node_member_promote(j->node, id, change_done, j);
+}
+
+void cm_job_transfer(struct cm_job *j, uint64_t id)
+{
+    char msg[160] = "";
+    change_done(j->node, j, cm_node_transfer(j->node, id, msg, sizeof msg), msg);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* what the consensus layer tells us                                                           */
+
+static void on_turn(struct cm_node *n, void *arg)
+{
+    (void)n;
+    struct cm_dispatch *d = arg;
+    start_read_barrier(d);
+    start_read_index(d);
+    release_applied(d);
+}
+
+static void on_tick(struct cm_node *n, void *arg)
+{
+    (void)n;
+    struct cm_dispatch *d = arg;
+    uint64_t now = cm_mono_ms();
+    /* jobs past their deadline */
+    while (d->all_head && d->all_head->deadline_ms <= now) {
+        struct cm_job *j = d->all_head;
+        d->stats.jobs_timed_out++;
+        if (j->route->flags & CM_R_WRITE)
+            cm_reply_code(j, CM_ERR_RAFT_PROPOSE);
+        else
+            cm_reply_code(j, CM_ERR_RAFT_READ_INDEX);
+    }
+    probe_removal(d);
+}
+
+/* Writes that waited for this node to become a ready leader run now, or go to the new leader. */
+static void redispatch_writes(struct cm_node *n, void *arg)
+{
+    (void)n;
+    struct cm_dispatch *d = arg;
+    struct cm_jlist waiting = {0};
+    cm_jlist_splice(&waiting, &d->write_wait);
+    struct cm_job *j;
+    while ((j = cm_jlist_pop(&waiting)) != NULL)
+        dispatch(d, j);
+}
+
+static void fail_all_jobs(struct cm_dispatch *d)
+{
+    struct cm_job *j = take_queue(d, true);
+    while (j) {
+        struct cm_job *next = j->qnext;
+        j->qnext = NULL;
+        cm_reply_error(j, 503, "the node is shutting down", NULL);
+        j = next;
+    }
+    while (d->all_head)
+        cm_reply_error(d->all_head, 503, "the node is shutting down", NULL);
+}
+
+/* Forwarded jobs and jobs in membership changes are off the deadline list; httpc's close
+ * completes the former, the consensus layer answers the latter as it stops. */
+static void on_stopping(struct cm_node *n, void *arg)
+{
+    (void)n;
+    struct cm_dispatch *d = arg;
+    if (d->quiesce)
+        d->quiesce(d->quiesce_arg);
+    fail_all_jobs(d);
+}
+
+void cm_dispatch_init(struct cm_node *n)
+{
+    struct cm_dispatch *d = cm_calloc(1, sizeof *d);
+    d->node = n;
+    d->cfg = cm_node_cfg(n);
+    pthread_mutex_init(&d->qlock, NULL);
+    uv_async_init(cm_node_loop(n), &d->wake, on_wake);
+    d->wake.data = d;
+    cm_node_set_ext(n, CM_EXT_DISPATCH, d);
+    cm_node_set_upper(n, &(struct cm_node_upper){.turn = on_turn,
+                                                 .tick = on_tick,
+                                                 .leader_ready = redispatch_writes,
+                                                 .not_leader = redispatch_writes,
+                                                 .stopping = on_stopping,
+                                                 .arg = d});
+}
+
+void cm_dispatch_set_quiesce(struct cm_node *n, void (*quiesce)(void *arg), void *arg)
+{
+    struct cm_dispatch *d = dispatch_of(n);
+    d->quiesce = quiesce;
+    d->quiesce_arg = arg;
+}
+
+void cm_dispatch_free(struct cm_node *n)
+{
+    struct cm_dispatch *d = dispatch_of(n);
+    if (d == NULL)
+        return;
+    /* every job has been answered: remaining ones were failed on stop */
+    fail_all_jobs(d);
+    while (d->proposals) {
+        struct job_proposal *jp = d->proposals;
+        d->proposals = jp->next;
+        free(jp);
+    }
+    cm_node_set_ext(n, CM_EXT_DISPATCH, NULL);
+    pthread_mutex_destroy(&d->qlock);
+    free(d);
+}
