@@ -50,7 +50,7 @@ REPLAY_BIN := $(FUZZ_NAMES:%=$(BUILD)/tests/replay_%)
 FUZZ_BIN := $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
 
 
-.PHONY: all clean test unit cluster tools bench-tools test-san fmt fmt-check deps run chaos fuzz \
+.PHONY: all clean test layers unit cluster tools bench-tools test-san fmt fmt-check deps run chaos fuzz \
 	fuzz-ci fuzz-run bench bench-deps bench-etcd bench-knobs
 all: $(BUILD)/clustermgr $(BUILD)/blobnode-sim $(BUILD)/cmctl
 
@@ -160,12 +160,18 @@ chaos: $(BUILD)/clustermgr $(FAULTIO)
 
 # The whole suite, as CI runs it: formatting, unit and cluster tests, then both again under
 # ASan+UBSan, then a short deterministic libFuzzer run of every fuzz target.
-test: deps
+test: deps layers
 	$(MAKE) fmt-check
 	$(MAKE) unit
 	$(MAKE) cluster
 	$(MAKE) test-san
 	$(MAKE) fuzz-ci
+
+# Includes follow the layers (docs/developing.md): the check, then its own test on planted
+# violations.
+layers:
+	/usr/bin/python3 scripts/check-layers.py
+	sh scripts/test-check-layers.sh
 
 test-san:
 	$(MAKE) SAN=1 unit
