@@ -1,6 +1,7 @@
 #!/bin/sh
 # The include check passes on the tree and fails on planted violations of the two strict edges:
-# consensus including the HTTP front end, and the state machine including consensus.
+# consensus including HTTP (server or client) or dispatch, and the state machine including
+# anything above util.
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 check="/usr/bin/python3 $here/scripts/check-layers.py"
@@ -24,6 +25,7 @@ plant() { # plant <file> <include>: copy the tree, add the include, expect a fai
 }
 plant src/raft/node.c ../http/server.h
 plant src/raft/node.h ../dispatch/dispatch.h
+plant src/raft/node.c ../client/httpc.h
 plant src/fsm/fsm.h ../raft/node.h
 plant src/fsm/mod_kv.c ../server/config.h
-echo "test-check-layers: passes on the tree, fails on 4 planted violations"
+echo "test-check-layers: passes on the tree, fails on 5 planted violations"

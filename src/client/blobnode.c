@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../dispatch/dispatch.h"
 #include "../raft/node.h"
 #include "../util/log.h"
 #include "httpc.h"

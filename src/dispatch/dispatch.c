@@ -32,6 +32,7 @@ struct job_proposal;
 struct cm_dispatch {
     struct cm_node *node;
     const struct cm_config *cfg;
+    struct cm_httpc *httpc;
     uv_async_t wake;
     atomic_uint queued; /* jobs handed to the loop and not yet answered */
     void (*quiesce)(void *arg);
@@ -63,6 +64,11 @@ static void dispatch(struct cm_dispatch *d, struct cm_job *j);
 static struct cm_dispatch *dispatch_of(struct cm_node *n)
 {
     return cm_node_ext(n, CM_EXT_DISPATCH);
+}
+
+struct cm_httpc *cm_node_httpc(struct cm_node *n)
+{
+    return dispatch_of(n)->httpc;
 }
 
 const struct cm_dispatch_stats *cm_dispatch_stats(struct cm_node *n)
@@ -731,12 +737,45 @@ static void on_stopping(struct cm_node *n, void *arg)
     fail_all_jobs(d);
 }
 
+struct close_ctx {
+    struct cm_dispatch *d;
+    void (*done)(struct cm_node *n);
+};
+
+static void on_httpc_closed(void *arg)
+{
+    struct close_ctx *c = arg;
+    struct cm_dispatch *d = c->d;
+    void (*done)(struct cm_node * n) = c->done;
+    free(c);
+    d->httpc = NULL;
+    done(d->node);
+}
+
+/* After the hooks' on_stop: closing the client completes the forwarded jobs and the calls still
+ * in flight; then raft closes. */
+static void on_close(struct cm_node *n, void *arg, void (*done)(struct cm_node *n))
+{
+    struct cm_dispatch *d = arg;
+    if (d->httpc == NULL) {
+        done(n);
+        return;
+    }
+    struct close_ctx *c = cm_malloc(sizeof *c);
+    c->d = d;
+    c->done = done;
+    cm_httpc_close(d->httpc, on_httpc_closed, c);
+}
+
 void cm_dispatch_init(struct cm_node *n)
 {
     struct cm_dispatch *d = cm_calloc(1, sizeof *d);
     d->node = n;
     d->cfg = cm_node_cfg(n);
     pthread_mutex_init(&d->qlock, NULL);
+    d->httpc = cm_httpc_new(cm_node_loop(n));
+    if (d->cfg->tls_cert[0])
+        cm_httpc_set_tls(d->httpc, d->cfg->tls_ca, d->cfg->tls_cert, d->cfg->tls_key);
     uv_async_init(cm_node_loop(n), &d->wake, on_wake);
     d->wake.data = d;
     cm_node_set_ext(n, CM_EXT_DISPATCH, d);
@@ -745,6 +784,7 @@ void cm_dispatch_init(struct cm_node *n)
                                                  .leader_ready = redispatch_writes,
                                                  .not_leader = redispatch_writes,
                                                  .stopping = on_stopping,
+                                                 .close = on_close,
                                                  .arg = d});
 }
 

@@ -27,6 +27,11 @@ void cm_dispatch_set_quiesce(struct cm_node *n, void (*quiesce)(void *arg), void
 /* After cm_node_run returned: answer what is left, then free the layer. */
 void cm_dispatch_free(struct cm_node *n);
 
+/* The outgoing HTTP client of the loop (forwarding, read indexes, calls to other nodes and
+ * blobnodes); NULL once closed, when the node stops. */
+struct cm_httpc;
+struct cm_httpc *cm_node_httpc(struct cm_node *n);
+
 /* Any thread: hand a job to the loop. Returns CM_SUBMIT_OK, or CM_SUBMIT_BUSY when too many
  * requests already wait on the loop (http.max_queued_requests), or CM_SUBMIT_STOPPING when the
  * node is shutting down; the caller then answers the job itself. Must be called with the

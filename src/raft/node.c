@@ -25,7 +25,6 @@
 #include <raft/uv.h>
 #include <uv.h>
 
-#include "../client/httpc.h"
 #include "../fsm/mod_cluster.h"
 #include "../fsm/mod_members.h"
 #include "../util/json.h"
@@ -73,7 +72,6 @@ struct cm_node {
     struct raft raft;
     struct raft_fsm fsm_if;
     struct cm_fsm *fsm;
-    struct cm_httpc *httpc;
     uv_check_t check;
     uv_timer_t tick;
     uv_signal_t sig_int, sig_term;
@@ -154,10 +152,6 @@ const struct cm_config *cm_node_cfg(struct cm_node *n)
 struct raft *cm_node_raft(struct cm_node *n)
 {
     return &n->raft;
-}
-struct cm_httpc *cm_node_httpc(struct cm_node *n)
-{
-    return n->httpc;
 }
 uv_loop_t *cm_node_loop(struct cm_node *n)
 {
@@ -1545,9 +1539,6 @@ int cm_node_init(struct cm_node **out, struct cm_config *cfg, char *err, size_t 
             (unsigned long long)(raft_last_index(&n->raft) - n->raft.log.snapshot.last_index),
             (unsigned long long)n->raft.log.snapshot.last_index, bind);
 
-    n->httpc = cm_httpc_new(&n->loop);
-    if (cfg->tls_cert[0])
-        cm_httpc_set_tls(n->httpc, cfg->tls_ca, cfg->tls_cert, cfg->tls_key);
     uv_check_init(&n->loop, &n->check);
     n->check.data = n;
     uv_check_start(&n->check, on_check);
@@ -1596,10 +1587,9 @@ static void on_raft_closed(struct raft *r)
     uv_walk(&n->loop, walk_close, NULL);
 }
 
-static void on_httpc_closed(void *arg)
+/* The layer above closed what it holds on the loop: raft goes next, then every handle. */
+static void on_upper_closed(struct cm_node *n)
 {
-    struct cm_node *n = arg;
-    n->httpc = NULL;
     if (n->raft_started)
         raft_close(&n->raft, on_raft_closed);
     else
@@ -1628,10 +1618,10 @@ void cm_node_stop(struct cm_node *n, const char *why)
             n->hooks[i].on_stop(n, n->hooks[i].arg);
     uv_timer_stop(&n->tick);
     uv_check_stop(&n->check);
-    if (n->httpc)
-        cm_httpc_close(n->httpc, on_httpc_closed, n);
+    if (n->upper.close)
+        n->upper.close(n, n->upper.arg, on_upper_closed);
     else
-        on_httpc_closed(n);
+        on_upper_closed(n);
 }
 
 int cm_node_run(struct cm_node *n)

@@ -23,7 +23,6 @@
 #include "../server/config.h"
 
 struct cm_node;
-struct cm_httpc;
 
 int cm_node_init(struct cm_node **out, struct cm_config *cfg, char *err, size_t errlen);
 /* Run the loop until the node stops (signal or cm_node_stop). Returns the exit status. */
@@ -36,7 +35,6 @@ void cm_node_free(struct cm_node *n);
 struct cm_fsm *cm_node_fsm(struct cm_node *n);
 const struct cm_config *cm_node_cfg(struct cm_node *n);
 struct raft *cm_node_raft(struct cm_node *n);
-struct cm_httpc *cm_node_httpc(struct cm_node *n);
 uv_loop_t *cm_node_loop(struct cm_node *n);
 bool cm_node_is_leader(struct cm_node *n);
 uint64_t cm_node_leader_id(struct cm_node *n);
@@ -147,13 +145,16 @@ void cm_node_add_hooks(struct cm_node *n, const struct cm_node_hooks *h);
  * relative to the hooks: `turn` at the end of every loop turn, after the turn's proposals went
  * to raft; `tick` at the start of every tick, before the hooks; `leader_ready` after the hooks'
  * on_leader; `not_leader` whenever this node stops being leader (after on_follower);
- * `stopping` first thing when the node begins to stop. */
+ * `stopping` first thing when the node begins to stop; `close` after the hooks' on_stop, to close
+ * what the layer holds on the loop (outgoing requests complete as it does) and then call `done`,
+ * after which raft closes. */
 struct cm_node_upper {
     void (*turn)(struct cm_node *n, void *arg);
     void (*tick)(struct cm_node *n, void *arg);
     void (*leader_ready)(struct cm_node *n, void *arg);
     void (*not_leader)(struct cm_node *n, void *arg);
     void (*stopping)(struct cm_node *n, void *arg);
+    void (*close)(struct cm_node *n, void *arg, void (*done)(struct cm_node *n));
     void *arg;
 };
 void cm_node_set_upper(struct cm_node *n, const struct cm_node_upper *u);
