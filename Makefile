@@ -71,11 +71,11 @@ $(BUILD)/libcm.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/clustermgr: $(MAIN_OBJ) $(BUILD)/libcm.a
-	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # the simulated blobnode fleet (tools/blobnode-sim)
 $(BUILD)/blobnode-sim: $(SIM_OBJ) $(BUILD)/libcm.a
-	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # bench/volgen: builds large volume states for the benchmarks (not part of `all`)
 bench-tools: $(BUILD)/volgen $(BUILD)/loadgen
@@ -83,10 +83,10 @@ $(BUILD)/loadgen: bench/loadgen.c
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o $@ $< -lpthread
 $(BUILD)/volgen: $(BUILD)/obj/bench/volgen.o $(BUILD)/libcm.a
-	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/cmctl: $(CMCTL_OBJ) $(BUILD)/libcm.a
-	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS) -lcrypto
+	$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcrypto
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcm.a
 	@mkdir -p $(dir $@)
