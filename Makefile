@@ -1,4 +1,5 @@
-# clustermgr build. `make` builds build/clustermgr; `make test` runs the whole suite.
+# clustermgr build. `make` builds build/clustermgr; `make test` runs the whole suite; `make deb`
+# builds the Debian package.
 # Variants: `make SAN=1` builds an ASan+UBSan tree under build-san/ (used by `make test-san`).
 
 PKGS := raft libuv libmicrohttpd libcurl json-c zlib libcrypto gnutls
@@ -51,7 +52,7 @@ FUZZ_BIN := $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
 
 
 .PHONY: all clean test unit cluster tools bench-tools test-san fmt fmt-check deps run chaos fuzz \
-	fuzz-ci fuzz-run bench bench-deps bench-etcd bench-knobs
+	fuzz-ci fuzz-run bench bench-deps bench-etcd bench-knobs deb deb-deps print-pkgs
 all: $(BUILD)/clustermgr $(BUILD)/blobnode-sim $(BUILD)/cmctl
 
 $(BUILD)/obj/%.o: %.c
@@ -194,6 +195,18 @@ bench-knobs: bench-deps all bench-tools
 
 run:
 	scripts/run-local.sh
+
+# The Debian package (debian/, docs/operations.md "Install from the package"): `make deb` builds
+# $(BUILD)/deb/clustermgr_<version>_<arch>.deb with dpkg-buildpackage in a staged copy of the
+# tree and checks it with lintian. The version is debian/changelog's.
+deb-deps:
+	@scripts/deps.sh --deb
+deb: deb-deps
+	scripts/build-deb.sh $(BUILD)/deb
+
+# The libraries, as pkg-config modules (scripts/build-deb.sh checks debian/control against them).
+print-pkgs:
+	@echo $(PKGS)
 
 C_FILES = $(shell find src tests tools bench -name '*.[ch]' 2>/dev/null)
 fmt:

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Install the Debian packages clustermgr needs to build, run and test, when any is missing.
 # Safe to run repeatedly: it only calls apt-get when something is absent.
-# `scripts/deps.sh --bench` also installs what the benchmarks drive and compare with.
+# `scripts/deps.sh --bench` also installs what the benchmarks drive and compare with;
+# `scripts/deps.sh --deb` what builds and checks the Debian package (make deb, make test-deb).
 set -eu
 
 PKGS="build-essential pkg-config libraft-dev libuv1-dev libmicrohttpd-dev libcurl4-openssl-dev \
@@ -12,6 +13,9 @@ fonts-dejavu-core clang libclang-rt-14-dev"
 # fonts: the dashboard test; clang, libclang-rt-14-dev: the libFuzzer targets (make fuzz-ci).
 if [ "${1:-}" = "--bench" ]; then
     PKGS="$PKGS wrk etcd-server etcd-client"  # the load generator; etcd for bench/bench_etcd.py
+fi
+if [ "${1:-}" = "--deb" ]; then
+    PKGS="$PKGS debhelper dpkg-dev lintian"
 fi
 
 missing=""
