@@ -52,7 +52,7 @@ FUZZ_BIN := $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
 
 
 .PHONY: all clean test unit cluster tools bench-tools test-san fmt fmt-check deps run chaos fuzz \
-	fuzz-ci fuzz-run bench bench-deps bench-etcd bench-knobs deb deb-deps print-pkgs
+	fuzz-ci fuzz-run bench bench-deps bench-etcd bench-knobs deb deb-deps test-deb print-pkgs
 all: $(BUILD)/clustermgr $(BUILD)/blobnode-sim $(BUILD)/cmctl
 
 $(BUILD)/obj/%.o: %.c
@@ -198,11 +198,15 @@ run:
 
 # The Debian package (debian/, docs/operations.md "Install from the package"): `make deb` builds
 # $(BUILD)/deb/clustermgr_<version>_<arch>.deb with dpkg-buildpackage in a staged copy of the
-# tree and checks it with lintian. The version is debian/changelog's.
+# tree and checks it with lintian. The version is debian/changelog's. `make test-deb` (root, a
+# disposable machine: it installs, upgrades and purges the package) is not part of `make test`.
 deb-deps:
 	@scripts/deps.sh --deb
 deb: deb-deps
 	scripts/build-deb.sh $(BUILD)/deb
+test-deb: deb-deps
+	CM_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q -x --basetemp=$(BUILD)/pytest-deb tests/package \
+		$(PYTEST_ARGS)
 
 # The libraries, as pkg-config modules (scripts/build-deb.sh checks debian/control against them).
 print-pkgs:
