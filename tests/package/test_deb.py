@@ -123,14 +123,26 @@ class Cluster:
             os.chmod(path, 0o640)
 
     def start(self):
+        # Type=notify: node 1 gets a notify socket, as systemd would give it (abstract, so the
+        # service user can reach it)
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        name = f"clustermgr-pkgtest-{os.getpid()}-{time.monotonic_ns()}"
+        notify.bind("\0" + name)
+        notify.settimeout(30)
         for i in NODES:
             log = open(os.path.join(self.logdir, f"node{i}.log"), "a")
+            env = dict(os.environ, NOTIFY_SOCKET="@" + name) if i == 1 else None
             # what the unit does: User=clustermgr, ExecStart=/usr/bin/clustermgr -f <conf>
             self.procs[i] = subprocess.Popen(
                 ["setpriv", "--reuid=clustermgr", "--regid=clustermgr", "--init-groups",
                  "/usr/bin/clustermgr", "-f", f"{ETC}/node{i}.conf"],
-                stdout=log, stderr=subprocess.STDOUT, cwd="/", start_new_session=True)
+                stdout=log, stderr=subprocess.STDOUT, cwd="/", start_new_session=True, env=env)
             log.close()
+        try:
+            first = notify.recv(4096).decode().split("\n")
+        finally:
+            notify.close()
+        assert first[0] == "READY=1", first
         deadline = time.time() + 60
         while time.time() < deadline:
             leaders = set()
