@@ -1,4 +1,5 @@
-# clustermgr build. `make` builds build/clustermgr; `make test` runs the whole suite.
+# clustermgr build. `make` builds build/clustermgr; `make test` runs the whole suite; `make deb`
+# builds the Debian package.
 # Variants: `make SAN=1` builds an ASan+UBSan tree under build-san/ (used by `make test-san`).
 
 PKGS := raft libuv libmicrohttpd libcurl json-c zlib libcrypto gnutls
@@ -51,7 +52,7 @@ FUZZ_BIN := $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
 
 
 .PHONY: all clean test layers unit cluster tools bench-tools test-san fmt fmt-check deps run chaos fuzz \
-	fuzz-ci fuzz-run bench bench-deps bench-etcd bench-knobs
+	fuzz-ci fuzz-run bench bench-deps bench-etcd bench-knobs deb deb-deps test-deb print-pkgs
 all: $(BUILD)/clustermgr $(BUILD)/blobnode-sim $(BUILD)/cmctl
 
 $(BUILD)/obj/%.o: %.c
@@ -71,11 +72,11 @@ $(BUILD)/libcm.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/clustermgr: $(MAIN_OBJ) $(BUILD)/libcm.a
-	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # the simulated blobnode fleet (tools/blobnode-sim)
 $(BUILD)/blobnode-sim: $(SIM_OBJ) $(BUILD)/libcm.a
-	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # bench/volgen: builds large volume states for the benchmarks (not part of `all`)
 bench-tools: $(BUILD)/volgen $(BUILD)/loadgen
@@ -83,10 +84,10 @@ $(BUILD)/loadgen: bench/loadgen.c
 	@mkdir -p $(dir $@)
 	$(CC) $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o $@ $< -lpthread
 $(BUILD)/volgen: $(BUILD)/obj/bench/volgen.o $(BUILD)/libcm.a
-	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/cmctl: $(CMCTL_OBJ) $(BUILD)/libcm.a
-	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS) -lcrypto
+	$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcrypto
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcm.a
 	@mkdir -p $(dir $@)
@@ -200,6 +201,22 @@ bench-knobs: bench-deps all bench-tools
 
 run:
 	scripts/run-local.sh
+
+# The Debian package (debian/, docs/operations.md "Install from the package"): `make deb` builds
+# $(BUILD)/deb/clustermgr_<version>_<arch>.deb with dpkg-buildpackage in a staged copy of the
+# tree and checks it with lintian. The version is debian/changelog's. `make test-deb` (root, a
+# disposable machine: it installs, upgrades and purges the package) is not part of `make test`.
+deb-deps:
+	@scripts/deps.sh --deb
+deb: deb-deps
+	scripts/build-deb.sh $(BUILD)/deb
+test-deb: deb-deps
+	CM_BUILD=$(BUILD) /usr/bin/python3 -m pytest -q -x --basetemp=$(BUILD)/pytest-deb tests/package \
+		$(PYTEST_ARGS)
+
+# The libraries, as pkg-config modules (scripts/build-deb.sh checks debian/control against them).
+print-pkgs:
+	@echo $(PKGS)
 
 C_FILES = $(shell find src tests tools bench -name '*.[ch]' 2>/dev/null)
 fmt:

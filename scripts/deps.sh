@@ -1,7 +1,9 @@
 #!/bin/sh
 # Install the Debian packages clustermgr needs to build, run and test, when any is missing.
 # Safe to run repeatedly: it only calls apt-get when something is absent.
-# `scripts/deps.sh --bench` also installs what the benchmarks drive and compare with.
+# `scripts/deps.sh --bench` also installs what the benchmarks drive and compare with;
+# `scripts/deps.sh --deb` only what builds and tests the Debian package (make deb, make test-deb):
+# its tools, then the Build-Depends of debian/control.
 set -eu
 
 PKGS="build-essential pkg-config libraft-dev libuv1-dev libmicrohttpd-dev libcurl4-openssl-dev \
@@ -12,6 +14,10 @@ fonts-dejavu-core clang libclang-rt-14-dev"
 # fonts: the dashboard test; clang, libclang-rt-14-dev: the libFuzzer targets (make fuzz-ci).
 if [ "${1:-}" = "--bench" ]; then
     PKGS="$PKGS wrk etcd-server etcd-client"  # the load generator; etcd for bench/bench_etcd.py
+fi
+if [ "${1:-}" = "--deb" ]; then
+    # the package's tools and its test; the libraries come from debian/control (below)
+    PKGS="debhelper dpkg-dev lintian binutils python3-pytest python3-requests"
 fi
 
 missing=""
@@ -27,4 +33,11 @@ if [ -n "$missing" ]; then
     $SUDO apt-get update -qq
     # shellcheck disable=SC2086
     $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+if [ "${1:-}" = "--deb" ] && ! (cd "$(dirname "$0")/.." && dpkg-checkbuilddeps >/dev/null 2>&1); then
+    echo "installing the Build-Depends of debian/control"
+    if [ "$(id -u)" != "0" ]; then SUDO=sudo; else SUDO=; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    (cd "$(dirname "$0")/.." && $SUDO apt-get build-dep -y -qq ./ >/dev/null)
 fi
