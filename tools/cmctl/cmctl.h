@@ -75,8 +75,24 @@ int cmctl_check(struct cmctl_resp *r, const char *what);
 /* Percent-encode for a path segment or query value (malloc'd). */
 char *cmctl_escape(const char *s);
 
+struct json_object;
+/* Send, check the status (printing the error of a non-200 answer) and hand back the parsed JSON
+ * answer (NULL for an empty body). */
+int cmctl_call_json(struct cmctl *c, const char *method, const char *path, struct json_object *body,
+                    struct json_object **out);
+/* Page through a list route (`items`: the array field) into the array `all`; `progress` (may be
+ * NULL) gets the number of items after every page. */
+int cmctl_list_pages(struct cmctl *c, const char *base, const char *items, const char *query,
+                     struct json_object *all, void (*progress)(void *arg, size_t n), void *arg);
+
+/* Files (snapshot.c): read all of `path` ("-": stdin); write through a temporary file that is
+ * renamed over `path` only once everything is on disk. */
+int cmctl_read_file(const char *path, struct cm_buf *out);
+int cmctl_write_file_atomic(const char *path, const void *data, size_t len);
+
 /* commands */
 int cmctl_snapshot(struct cmctl *c);
+int cmctl_migrate(struct cmctl *c);
 int cmctl_run(struct cmctl *c);
 
 #endif
