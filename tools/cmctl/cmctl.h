@@ -80,10 +80,11 @@ struct json_object;
  * answer (NULL for an empty body). */
 int cmctl_call_json(struct cmctl *c, const char *method, const char *path, struct json_object *body,
                     struct json_object **out);
-/* Page through a list route (`items`: the array field) into the array `all`; `progress` (may be
- * NULL) gets the number of items after every page. */
+/* Page through a list route (`items`: the array field) into the array `all` (NULL: keep
+ * nothing); `on_page` (may be NULL) sees each page's items and the number of items so far. */
+typedef void (*cmctl_page_fn)(void *arg, struct json_object *page, size_t total);
 int cmctl_list_pages(struct cmctl *c, const char *base, const char *items, const char *query,
-                     struct json_object *all, void (*progress)(void *arg, size_t n), void *arg);
+                     struct json_object *all, cmctl_page_fn on_page, void *arg);
 
 /* Files (snapshot.c): read all of `path` ("-": stdin); write through a temporary file that is
  * renamed over `path` only once everything is on disk. */

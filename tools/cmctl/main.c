@@ -506,11 +506,13 @@ static int disk_status(const char *s, uint64_t *out)
 
 /* Page through a list route into `all`: `items` is the array field; the next page starts after
  * the answer's marker, until an empty page, an empty body or a marker that does not move.
- * `progress` (may be NULL) is called after every page with the number of items so far. */
+ * `all` may be NULL (nothing kept); `on_page` (may be NULL) sees every page's items and the
+ * number of items so far. */
 int cmctl_list_pages(struct cmctl *c, const char *base, const char *items, const char *query,
-                     struct json_object *all, void (*progress)(void *arg, size_t n), void *arg)
+                     struct json_object *all, cmctl_page_fn on_page, void *arg)
 {
     char marker[1200] = "";
+    size_t total = 0;
     int rc = 0;
     for (;;) {
         char path[4096];
@@ -528,15 +530,16 @@ int cmctl_list_pages(struct cmctl *c, const char *base, const char *items, const
         json_object_object_get_ex(o, "marker", &m);
         size_t n =
             arr && json_object_is_type(arr, json_type_array) ? json_object_array_length(arr) : 0;
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n && all; i++)
             json_object_array_add(all, json_object_get(json_object_array_get_idx(arr, i)));
+        total += n;
+        if (on_page && n)
+            on_page(arg, arr, total);
         const char *next = m ? json_object_get_string(m) : "";
         bool done =
             n == 0 || next[0] == '\0' || strcmp(next, "0") == 0 || strcmp(next, marker) == 0;
         snprintf(marker, sizeof marker, "%s", next);
         json_object_put(o);
-        if (progress)
-            progress(arg, json_object_array_length(all));
         if (done)
             break;
     }

@@ -120,6 +120,9 @@ struct progress {
     const char *kind;
     uint64_t t0_us, last_us;
     size_t expect; /* 0: unknown */
+    /* the shape pass of read_stable: list readers keep nothing and append each item's shape */
+    const char *const *fields;
+    struct cm_buf *shape;
 };
 
 static void progress_cb(void *arg, size_t n)
@@ -193,54 +196,73 @@ static void shape_of(struct json_object *arr, const char *const *fields, struct 
 
 typedef int (*read_fn)(struct cmctl *c, struct progress *p, struct json_object **out);
 
-/* Read a kind until two reads in a row have the same shape. */
+/* One read of a kind: the whole of it (shape == NULL), or only its shape into `shape`. */
+static int read_once(struct cmctl *c, const char *kind, read_fn fn, const char *const *fields,
+                     size_t expect, struct cm_buf *shape, struct json_object **out)
+{
+    struct progress p = {kind, cm_mono_us(), 0, expect, fields, shape};
+    *out = NULL;
+    if (shape)
+        shape->len = 0;
+    int rc = fn(c, &p, out);
+    if (rc == 0 && shape && *out) { /* a reader that does not page: shape it whole */
+        shape_of(*out, fields, shape);
+        json_object_put(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/* Read a kind, then read its shape again: kept when both agree, else read again (at most
+ * MIG_ATTEMPTS times). Only one copy of a kind is held in memory. */
 static int read_stable(struct cmctl *c, const char *kind, read_fn fn, const char *const *fields,
                        size_t expect, struct json_object **out)
 {
-    struct json_object *prev = NULL, *cur = NULL;
+    struct json_object *keep = NULL, *none = NULL;
     struct cm_buf a = {0}, b = {0};
     int rc = 0;
-    for (int attempt = 0; attempt <= MIG_ATTEMPTS; attempt++) {
-        struct progress p = {kind, cm_mono_us(), 0, expect};
-        if ((rc = fn(c, &p, &cur)) != 0)
+    for (int attempt = 0; attempt < MIG_ATTEMPTS; attempt++) {
+        if ((rc = read_once(c, kind, fn, fields, expect, NULL, &keep)) != 0 ||
+            (rc = read_once(c, kind, fn, fields, expect, &b, &none)) != 0)
             goto out;
-        if (prev) {
-            shape_of(prev, fields, &a);
-            shape_of(cur, fields, &b);
-            if (a.len == b.len && memcmp(a.data, b.data, a.len) == 0) {
-                json_object_put(prev);
-                prev = NULL;
-                *out = cur;
-                cur = NULL;
-                fprintf(stderr, "cmctl: %s: %zu, stable over two reads\n", kind,
-                        json_object_is_type(*out, json_type_array)
-                            ? jlen(*out)
-                            : (size_t)json_object_object_length(*out));
-                goto out;
-            }
-            fprintf(stderr, "cmctl: %s changed while being read; reading again\n", kind);
-            json_object_put(prev);
+        shape_of(keep, fields, &a);
+        if (a.len == b.len && memcmp(a.data, b.data, a.len) == 0) {
+            *out = keep;
+            keep = NULL;
+            fprintf(stderr, "cmctl: %s: %zu, stable over two reads\n", kind,
+                    json_object_is_type(*out, json_type_array)
+                        ? jlen(*out)
+                        : (size_t)json_object_object_length(*out));
+            goto out;
         }
-        prev = cur;
-        cur = NULL;
+        fprintf(stderr, "cmctl: %s changed while being read; reading again\n", kind);
+        json_object_put(keep);
+        keep = NULL;
     }
     rc = cmctl_fail(CMCTL_ERR_UNAVAILABLE,
                     "the source's %s kept changing over %d reads; stop what changes them "
                     "(docs/operations.md, cutover) and try again",
-                    kind, MIG_ATTEMPTS + 1);
+                    kind, 2 * MIG_ATTEMPTS);
 out:
-    json_object_put(prev);
-    json_object_put(cur);
+    json_object_put(keep);
     cm_buf_free(&a);
     cm_buf_free(&b);
     return rc;
 }
 
+static void on_page(void *arg, struct json_object *page, size_t total)
+{
+    struct progress *p = arg;
+    for (size_t i = 0; p->shape && i < jlen(page); i++)
+        shape_add(p->shape, jat(page, i), p->fields);
+    progress_cb(p, total);
+}
+
 static int read_list(struct cmctl *c, struct progress *p, const char *base, const char *items,
                      const char *query, struct json_object **out)
 {
-    *out = json_object_new_array();
-    return cmctl_list_pages(c, base, items, query, *out, progress_cb, p);
+    *out = p->shape ? NULL : json_object_new_array();
+    return cmctl_list_pages(c, base, items, query, *out, on_page, p);
 }
 
 static int rd_disks(struct cmctl *c, struct progress *p, struct json_object **out)
@@ -877,7 +899,8 @@ static int build_volume(struct builder *b, struct mig_state *s, struct json_obje
 static int build_volumes(struct builder *b, struct mig_state *s, struct cm_buf *p,
                          struct vol_summary *sum)
 {
-    struct progress pr = {"volumes built", cm_mono_us(), 0, jlen(s->volumes)};
+    struct progress pr = {
+        .kind = "volumes built", .t0_us = cm_mono_us(), .expect = jlen(s->volumes)};
     for (size_t i = 0; i < jlen(s->volumes); i++) {
         int rc = build_volume(b, s, jat(s->volumes, i), p, sum);
         if (rc)
