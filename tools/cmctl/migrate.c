@@ -226,7 +226,7 @@ static int read_stable(struct cmctl *c, const char *kind, read_fn fn, const char
             (rc = read_once(c, kind, fn, fields, expect, &b, &none)) != 0)
             goto out;
         shape_of(keep, fields, &a);
-        if (a.len == b.len && memcmp(a.data, b.data, a.len) == 0) {
+        if (a.len == b.len && (a.len == 0 || memcmp(a.data, b.data, a.len) == 0)) {
             *out = keep;
             keep = NULL;
             fprintf(stderr, "cmctl: %s: %zu, stable over two reads\n", kind,
