@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import requests
 
 from cmcluster import ROOT, BUILD, pick_ports
-from volutil import EC3P3, Sim, wait, wait_pool
+from volutil import EC3P3, Sim, volumes, wait, wait_pool
 
 CMCTL = os.path.join(ROOT, BUILD, "cmctl")
 POOL = 6
@@ -35,16 +35,7 @@ def alloc(c, ip, count):
 
 
 def vols(c):
-    out, marker = [], 0
-    while True:
-        r = c.get(1, f"/volume/list?marker={marker}&count=100")
-        if not r.text:
-            return out
-        page = r.json()
-        if not page["volumes"]:
-            return out
-        out += page["volumes"]
-        marker = page["marker"]
+    return volumes(c, 1)
 
 
 def build_source(src, sim):

@@ -80,6 +80,9 @@ struct json_object;
  * answer (NULL for an empty body). */
 int cmctl_call_json(struct cmctl *c, const char *method, const char *path, struct json_object *body,
                     struct json_object **out);
+/* GET as cmctl_call_json, but a 404 (a route an older server lacks) returns CMCTL_ERR_NOT_FOUND
+ * without printing anything. */
+int cmctl_get_json_if_any(struct cmctl *c, const char *path, struct json_object **out);
 /* Page through a list route (`items`: the array field) into the array `all` (NULL: keep
  * nothing); `on_page` (may be NULL) sees each page's items and the number of items so far. */
 typedef void (*cmctl_page_fn)(void *arg, struct json_object *page, size_t total);

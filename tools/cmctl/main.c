@@ -149,9 +149,10 @@ static int call(struct cmctl *c, const char *method, const char *path, struct js
     return rc;
 }
 
-/* Send and hand back a parsed JSON answer (NULL for an empty body). */
-int cmctl_call_json(struct cmctl *c, const char *method, const char *path, struct json_object *body,
-                    struct json_object **out)
+/* Send and hand back a parsed JSON answer (NULL for an empty body); with `quiet_404` a 404 is
+ * returned as CMCTL_ERR_NOT_FOUND without a message (a route this server does not have). */
+static int call_json_ex(struct cmctl *c, const char *method, const char *path,
+                        struct json_object *body, struct json_object **out, bool quiet_404)
 {
     size_t len = 0;
     char *text = body ? cm_json_render_put(body, &len) : NULL;
@@ -163,7 +164,7 @@ int cmctl_call_json(struct cmctl *c, const char *method, const char *path, struc
         return rc;
     char what[300];
     snprintf(what, sizeof what, "%s %s", method, path);
-    rc = cmctl_check(&r, what);
+    rc = quiet_404 && r.status == 404 ? CMCTL_ERR_NOT_FOUND : cmctl_check(&r, what);
     if (rc == 0 && r.body.len) {
         char err[256];
         *out = cm_json_parse(r.body.data, r.body.len, false, err, sizeof err);
@@ -172,6 +173,17 @@ int cmctl_call_json(struct cmctl *c, const char *method, const char *path, struc
     }
     cmctl_resp_free(&r);
     return rc;
+}
+
+int cmctl_call_json(struct cmctl *c, const char *method, const char *path, struct json_object *body,
+                    struct json_object **out)
+{
+    return call_json_ex(c, method, path, body, out, false);
+}
+
+int cmctl_get_json_if_any(struct cmctl *c, const char *path, struct json_object **out)
+{
+    return call_json_ex(c, "GET", path, NULL, out, true);
 }
 
 static void print_json(struct json_object *o)

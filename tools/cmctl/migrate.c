@@ -143,27 +143,13 @@ static void progress_cb(void *arg, size_t n)
 /* ---------------------------------------------------------------------------------------- */
 /* reading one kind, stable                                                                  */
 
-/* GET that tells "this route does not exist here" (404 without a JSON error of ours): 0 with
- * *out (NULL for an empty body), CMCTL_ERR_NOT_FOUND, or another exit code after printing. */
-static int get_optional(struct cmctl *c, const char *path, struct json_object **out)
+/* GET a route and take one field of its answer (a new reference; NULL when absent). */
+static int get_field(struct cmctl *c, const char *path, const char *field, struct json_object **out)
 {
-    struct cmctl_resp r;
-    *out = NULL;
-    int rc = cmctl_request(c, "GET", path, NULL, NULL, 0, &r);
-    if (rc)
-        return rc;
-    if (r.status == 404) {
-        cmctl_resp_free(&r);
-        return CMCTL_ERR_NOT_FOUND;
-    }
-    rc = cmctl_check(&r, path);
-    if (rc == 0 && r.body.len) {
-        char err[256];
-        *out = cm_json_parse(r.body.data, r.body.len, false, err, sizeof err);
-        if (*out == NULL)
-            rc = cmctl_fail(CMCTL_ERR_ANSWER, "GET %s: the answer is not JSON: %s", path, err);
-    }
-    cmctl_resp_free(&r);
+    struct json_object *o;
+    int rc = cmctl_call_json(c, "GET", path, NULL, &o);
+    *out = rc == 0 && jget(o, field) ? json_object_get(jget(o, field)) : NULL;
+    json_object_put(o);
     return rc;
 }
 
@@ -278,51 +264,41 @@ static int rd_volumes(struct cmctl *c, struct progress *p, struct json_object **
 static int rd_dropping(struct cmctl *c, struct progress *p, struct json_object **out)
 {
     (void)p;
-    struct json_object *o;
-    int rc = cmctl_call_json(c, "GET", "/disk/droppinglist", NULL, &o);
-    if (rc)
-        return rc;
-    *out = json_object_new_array();
-    struct json_object *arr = jget(o, "disks");
-    for (size_t i = 0; i < jlen(arr); i++)
-        json_object_array_add(*out, json_object_new_uint64(ju64(jat(arr, i), "disk_id")));
-    json_object_put(o);
-    return 0;
+    struct json_object *disks;
+    int rc = get_field(c, "/disk/droppinglist", "disks", &disks);
+    *out = rc ? NULL : json_object_new_array();
+    for (size_t i = 0; i < jlen(disks); i++)
+        json_object_array_add(*out, json_object_new_uint64(ju64(jat(disks, i), "disk_id")));
+    json_object_put(disks);
+    return rc;
 }
 
 static int rd_services(struct cmctl *c, struct progress *p, struct json_object **out)
 {
     (void)p;
-    struct json_object *o;
-    int rc = cmctl_call_json(c, "GET", "/service/list", NULL, &o);
-    if (rc)
-        return rc;
-    struct json_object *arr = jget(o, "nodes");
-    *out = json_object_new_array();
-    for (size_t i = 0; i < jlen(arr); i++)
-        json_object_array_add(*out, json_object_get(jat(arr, i)));
-    json_object_put(o);
-    return 0;
+    int rc = get_field(c, "/service/list", "nodes", out);
+    if (rc == 0 && !json_object_is_type(*out, json_type_array)) { /* "nodes":null: none */
+        json_object_put(*out);
+        *out = json_object_new_array();
+    }
+    return rc;
 }
 
 static int rd_configs(struct cmctl *c, struct progress *p, struct json_object **out)
 {
     (void)p;
-    struct json_object *o;
-    int rc = cmctl_call_json(c, "GET", "/config/list", NULL, &o);
-    if (rc)
-        return rc;
-    struct json_object *m = jget(o, "configs");
-    *out = m && json_object_is_type(m, json_type_object) ? json_object_get(m)
-                                                         : json_object_new_object();
-    json_object_put(o);
-    return 0;
+    int rc = get_field(c, "/config/list", "configs", out);
+    if (rc == 0 && !json_object_is_type(*out, json_type_object)) {
+        json_object_put(*out);
+        *out = json_object_new_object();
+    }
+    return rc;
 }
 
 static int rd_kvs(struct cmctl *c, struct progress *p, struct json_object **out)
 {
     struct json_object *first;
-    int rc = get_optional(c, "/kv/list?count=1", &first);
+    int rc = cmctl_get_json_if_any(c, "/kv/list?count=1", &first);
     json_object_put(first);
     if (rc)
         return rc; /* CMCTL_ERR_NOT_FOUND: no KV here */
@@ -333,7 +309,7 @@ static int rd_kvs(struct cmctl *c, struct progress *p, struct json_object **out)
 static int rd_nodes_of(struct cmctl *c, struct json_object *disks, struct json_object **out)
 {
     struct json_object *topo;
-    int rc = get_optional(c, "/topo/info", &topo);
+    int rc = cmctl_get_json_if_any(c, "/topo/info", &topo);
     if (rc)
         return rc;
     size_t cap = 64, n = 0;
