@@ -78,6 +78,7 @@ def test_migrate_into_a_new_cluster_and_switch_over(make_cluster, tmp_path):
                            "--lease-hosts", "10.0.0.8", "--id-margin", "100")
         assert rc == 0, err
         assert "leases: 3" in err and "disks 12" in err and "nodes 3" in err, err
+        assert "node sets of 3 of 3 nodes, disk sets of 12 of 12 disks" in err, err
         source_vols = vols(src)
         max_vid = max(v["vid"] for v in source_vols)
         # a new cluster restored from it; no pool refill yet, so both hold the same volumes

@@ -695,15 +695,30 @@ static int config_for(struct mig_state *s, struct cm_config *cfg)
     return 0;
 }
 
-static int build_nodes(struct builder *b, struct mig_state *s, struct cm_buf *p, size_t *dropped)
+/* A disk type or role sent as a number or as its name. */
+static uint8_t type_of(struct json_object *o, const char *k, int (*parse)(const char *))
+{
+    struct json_object *v = jget(o, k);
+    if (v && json_object_is_type(v, json_type_string)) {
+        int t = parse(json_object_get_string(v));
+        return t > 0 ? (uint8_t)t : 0;
+    }
+    return (uint8_t)ju64(o, k);
+}
+
+/* Nodes keep their ids; each asks for its source node set when that set exists already (else
+ * apply chooses, as for the source's first node of a set). `same_set` counts the nodes whose
+ * set came out as on the source. */
+static int build_nodes(struct builder *b, struct mig_state *s, struct cm_buf *p, size_t *dropped,
+                       size_t *same_set)
 {
     for (size_t i = 0; i < jlen(s->nodes); i++) {
         struct json_object *o = jat(s->nodes, i);
         uint32_t id = (uint32_t)ju64(o, "node_id");
         struct cm_node_info n = {.node_id = id,
                                  .cluster_id = (uint32_t)ju64(o, "cluster_id"),
-                                 .disk_type = (uint8_t)ju64(o, "disk_type"),
-                                 .role = (uint8_t)ju64(o, "role"),
+                                 .disk_type = type_of(o, "disk_type", cm_disk_type_parse),
+                                 .role = type_of(o, "role", cm_node_role_parse),
                                  .idc = jstr(o, "idc"),
                                  .rack = jstr(o, "rack"),
                                  .host = jstr(o, "host")};
@@ -713,7 +728,10 @@ static int build_nodes(struct builder *b, struct mig_state *s, struct cm_buf *p,
         scope_to(b, "nodeid", id - 1, p);
         struct cm_node_caps caps;
         cm_node_caps_from_config(&b->cfg, n.disk_type, &caps);
-        cm_node_enc_add(p, &n, 0, &caps);
+        uint32_t want = (uint32_t)ju64(o, "node_set_id");
+        bool exists = want > 1 && want <= cm_node_cur_set_id(b->fsm) &&
+                      cm_node_set_exists(b->fsm, want, n.disk_type);
+        cm_node_enc_add(p, &n, exists ? want : 0, &caps);
         snprintf(b->what, sizeof b->what, "node %" PRIu32 " (%s)", id, n.host);
         if (apply(b, CM_MOD_NODE, CM_NODE_OP_ADD, p) != 0)
             return CMCTL_ERR_ANSWER;
@@ -723,11 +741,13 @@ static int build_nodes(struct builder *b, struct mig_state *s, struct cm_buf *p,
                               "disk type as an earlier node?)",
                               id, n.host, b->v0);
         *dropped += ju64(o, "status") == CM_NODE_DROPPED;
+        struct cm_node_info got;
+        *same_set += cm_node_get(b->fsm, id, &got) && got.node_set_id == want;
     }
     return 0;
 }
 
-static int build_disks(struct builder *b, struct mig_state *s, struct cm_buf *p)
+static int build_disks(struct builder *b, struct mig_state *s, struct cm_buf *p, size_t *same_set)
 {
     for (size_t i = 0; i < jlen(s->disks); i++) {
         struct json_object *o = jat(s->disks, i);
@@ -751,7 +771,7 @@ static int build_disks(struct builder *b, struct mig_state *s, struct cm_buf *p)
             uint8_t type = 0;
             for (size_t k = 0; k < jlen(s->nodes); k++)
                 if (ju64(jat(s->nodes, k), "node_id") == node)
-                    type = (uint8_t)ju64(jat(s->nodes, k), "disk_type");
+                    type = type_of(jat(s->nodes, k), "disk_type", cm_disk_type_parse);
             struct cm_node_caps caps;
             cm_node_caps_from_config(&b->cfg, type, &caps);
             cm_disk_enc_add_node(p, node, &caps);
@@ -759,6 +779,9 @@ static int build_disks(struct builder *b, struct mig_state *s, struct cm_buf *p)
         snprintf(b->what, sizeof b->what, "disk %" PRIu32 " (%s%s)", d.disk_id, d.host, d.path);
         if (apply(b, CM_MOD_DISK, CM_DISK_OP_ADD, p) != 0)
             return CMCTL_ERR_ANSWER;
+        uint32_t got_node, got_set;
+        cm_node_of_disk(b->fsm, d.disk_id, &got_node, &got_set, NULL);
+        *same_set += got_set == (uint32_t)ju64(o, "disk_set_id");
         /* the chunk counters as the source has them (<= 0: the add's computed ones stay) */
         cm_disk_enc_admin_update(p, d.disk_id, 0, ji64(o, "max_chunk_cnt"),
                                  ji64(o, "free_chunk_cnt"));
@@ -1060,10 +1083,10 @@ static int migrate(struct cmctl *c, const char *from, const char *out)
     scope_to(&b, "diskid", disk_top + id_margin, &p);
     scope_to(&b, "bid", s.bid_top + bid_margin, &p);
 
-    size_t dropped_nodes = 0;
+    size_t dropped_nodes = 0, same_nset = 0, same_dset = 0;
     struct vol_summary sum = {0};
-    if ((rc = build_nodes(&b, &s, &p, &dropped_nodes)) != 0 ||
-        (rc = build_disks(&b, &s, &p)) != 0 || (rc = drop_nodes(&b, &s, &p)) != 0 ||
+    if ((rc = build_nodes(&b, &s, &p, &dropped_nodes, &same_nset)) != 0 ||
+        (rc = build_disks(&b, &s, &p, &same_dset)) != 0 || (rc = drop_nodes(&b, &s, &p)) != 0 ||
         (rc = build_volumes(&b, &s, &p, &sum)) != 0 || (rc = build_rest(&b, &s, &p)) != 0)
         goto out;
     /* ids the new cluster hands out start above the source's, margin included */
@@ -1077,16 +1100,19 @@ static int migrate(struct cmctl *c, const char *from, const char *out)
     fprintf(stderr,
             "cmctl: migrated in %.1f s (reading %.1f s) into %s (%zu bytes):\n"
             "  disks %zu (dropping %zu), nodes %s%zu (dropped %zu)\n"
+            "  copy sets as on the source: node sets of %zu of %zu nodes, disk sets of %zu of "
+            "%zu disks\n"
             "  volumes %zu with %zu units: active %zu of which %zu leases carried (the others "
             "come across idle), lock %zu, unlocking %zu, compacting units %zu\n"
             "  services %zu, config entries %zu, kv %s%zu\n"
-            "  next ids: bid %" PRIu64 ", disk id %" PRIu64 ", vid %" PRIu64 "%s\n",
+            "  next ids: bid %" PRIu64 ", disk id %" PRIu64 ", vid %" PRIu64 "\n",
             (double)(cm_mono_us() - t0) / 1e6, t_read, out, snap.len, jlen(s.disks),
             jlen(s.dropping), s.nodes ? "" : "(no node API) ", jlen(s.nodes), dropped_nodes,
-            sum.volumes, sum.units, sum.active, sum.leased, sum.locked, sum.unlocking,
-            sum.compacting, jlen(s.services), (size_t)json_object_object_length(s.configs),
-            s.kvs ? "" : "(no KV API) ", jlen(s.kvs), cm_scope_current(b.fsm, "bid") + 1,
-            cm_scope_current(b.fsm, "diskid") + 1, cm_scope_current(b.fsm, "vid") + 1, "");
+            same_nset, jlen(s.nodes), same_dset, jlen(s.disks), sum.volumes, sum.units, sum.active,
+            sum.leased, sum.locked, sum.unlocking, sum.compacting, jlen(s.services),
+            (size_t)json_object_object_length(s.configs), s.kvs ? "" : "(no KV API) ", jlen(s.kvs),
+            cm_scope_current(b.fsm, "bid") + 1, cm_scope_current(b.fsm, "diskid") + 1,
+            cm_scope_current(b.fsm, "vid") + 1);
 out:
     if (rc)
         fprintf(stderr, "cmctl: nothing written to %s\n", out);
