@@ -191,3 +191,15 @@ def test_migrate_refuses_bad_sources(make_cluster, tmp_path):
     rc, _, err = cmctl("migrate", "--from", c3.http(others[1]), "--out", out)
     assert rc == 3 and "has no leader" in err, err
     assert not os.path.exists(out)
+
+
+def test_migrate_signs_its_requests_when_the_source_has_auth(make_cluster, tmp_path):
+    c = make_cluster(nodes=1, extra={"auth": {"enable_auth": True, "secret": "mig-secret"}})
+    out = str(tmp_path / "a.snap")
+    rc, _, err = cmctl("migrate", "--from", c.http(1), "--out", out)
+    assert rc != 0 and not os.path.exists(out), err
+    rc, _, err = cmctl("--secret", "mig-secret", "migrate", "--from", c.http(1), "--out", out)
+    assert rc == 0 and os.path.exists(out), err
+    rc, _, err = cmctl("--secret", "mig-secret", "migrate", "--from", c.http(1), "--out", out,
+                       "--id-margin", "99999999")
+    assert rc == 2 and "--id-margin" in err, err

@@ -1008,7 +1008,8 @@ static int read_scopes(struct cmctl *c, struct mig_state *s)
     return 0;
 }
 
-static int parse_margin(struct cmctl *c, const char *name, uint64_t dflt, uint64_t *out)
+static int parse_margin(struct cmctl *c, const char *name, uint64_t dflt, uint64_t max,
+                        uint64_t *out)
 {
     const char *v = cmctl_opt(c, name);
     char *e;
@@ -1016,8 +1017,9 @@ static int parse_margin(struct cmctl *c, const char *name, uint64_t dflt, uint64
     if (v == NULL)
         return 0;
     unsigned long long x = strtoull(v, &e, 10);
-    if (v[0] == '\0' || v[0] == '-' || *e || x > (1ull << 40))
-        return cmctl_fail(CMCTL_ERR_USAGE, "--%s: \"%s\" is not a number in 0..2^40", name, v);
+    if (v[0] == '\0' || v[0] == '-' || *e || x > max)
+        return cmctl_fail(CMCTL_ERR_USAGE, "--%s: \"%s\" is not a number in 0..%" PRIu64, name, v,
+                          max);
     *out = x;
     return 0;
 }
@@ -1043,8 +1045,9 @@ static void drop_hosts(struct cmctl *c)
 static int migrate(struct cmctl *c, const char *from, const char *out)
 {
     uint64_t bid_margin, id_margin;
-    int rc = parse_margin(c, "bid-margin", MIG_DEFAULT_BID_MARGIN, &bid_margin);
-    if (rc || (rc = parse_margin(c, "id-margin", MIG_DEFAULT_ID_MARGIN, &id_margin)))
+    int rc = parse_margin(c, "bid-margin", MIG_DEFAULT_BID_MARGIN, 1ull << 62, &bid_margin);
+    if (rc ||
+        (rc = parse_margin(c, "id-margin", MIG_DEFAULT_ID_MARGIN, CM_NODE_ID_MAX, &id_margin)))
         return rc;
     struct cmctl src = *c;
     use_hosts(&src, from);
@@ -1090,9 +1093,13 @@ static int migrate(struct cmctl *c, const char *from, const char *out)
         (rc = build_volumes(&b, &s, &p, &sum)) != 0 || (rc = build_rest(&b, &s, &p)) != 0)
         goto out;
     /* ids the new cluster hands out start above the source's, margin included */
-    scope_to(&b, "vid", (uint64_t)max_vid + id_margin, &p);
-    if (s.nodes)
-        scope_to(&b, "nodeid", (uint64_t)max_node + id_margin, &p);
+    scope_to(&b, "vid",
+             (uint64_t)max_vid + id_margin > UINT32_MAX ? UINT32_MAX : max_vid + id_margin, &p);
+    if (s.nodes) /* node ids are bounded like disk ids (a dense table) */
+        scope_to(&b, "nodeid",
+                 (uint64_t)max_node + id_margin > CM_NODE_ID_MAX ? CM_NODE_ID_MAX
+                                                                 : max_node + id_margin,
+                 &p);
 
     cm_fsm_snapshot(b.fsm, &snap);
     if ((rc = cmctl_write_file_atomic(out, snap.data, snap.len)) != 0)
