@@ -75,8 +75,28 @@ int cmctl_check(struct cmctl_resp *r, const char *what);
 /* Percent-encode for a path segment or query value (malloc'd). */
 char *cmctl_escape(const char *s);
 
+struct json_object;
+/* Send, check the status (printing the error of a non-200 answer) and hand back the parsed JSON
+ * answer (NULL for an empty body). */
+int cmctl_call_json(struct cmctl *c, const char *method, const char *path, struct json_object *body,
+                    struct json_object **out);
+/* GET as cmctl_call_json, but a 404 (a route an older server lacks) returns CMCTL_ERR_NOT_FOUND
+ * without printing anything. */
+int cmctl_get_json_if_any(struct cmctl *c, const char *path, struct json_object **out);
+/* Page through a list route (`items`: the array field) into the array `all` (NULL: keep
+ * nothing); `on_page` (may be NULL) sees each page's items and the number of items so far. */
+typedef void (*cmctl_page_fn)(void *arg, struct json_object *page, size_t total);
+int cmctl_list_pages(struct cmctl *c, const char *base, const char *items, const char *query,
+                     struct json_object *all, cmctl_page_fn on_page, void *arg);
+
+/* Files (snapshot.c): read all of `path` ("-": stdin); write through a temporary file that is
+ * renamed over `path` only once everything is on disk. */
+int cmctl_read_file(const char *path, struct cm_buf *out);
+int cmctl_write_file_atomic(const char *path, const void *data, size_t len);
+
 /* commands */
 int cmctl_snapshot(struct cmctl *c);
+int cmctl_migrate(struct cmctl *c);
 int cmctl_run(struct cmctl *c);
 
 #endif

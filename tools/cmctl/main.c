@@ -23,12 +23,13 @@
 
 /* Options that take a value ("--name value" or "--name=value"); all others are flags. */
 static const char *const value_opts[] = {
-    "host",   "timeout",     "node-host", "cluster-id", "node-id", "peers", "http",
-    "prefix", "marker",      "count",     "status",     "idc",     "rack",  "file",
-    "value",  "host-filter", "timeout-s", "secret",     NULL,
+    "host",        "timeout",     "node-host", "cluster-id", "node-id", "peers", "http",
+    "prefix",      "marker",      "count",     "status",     "idc",     "rack",  "file",
+    "value",       "host-filter", "timeout-s", "secret",     "from",    "to",    "out",
+    "lease-hosts", "bid-margin",  "id-margin", NULL,
 };
-static const char *const flag_opts[] = {"json", "help",    "learner", "all",
-                                        "init", "verbose", "base64",  NULL};
+static const char *const flag_opts[] = {"json",    "help",   "learner", "all", "init",
+                                        "verbose", "base64", "verify",  NULL};
 
 static bool in_list(const char *const *l, const char *s)
 {
@@ -148,9 +149,10 @@ static int call(struct cmctl *c, const char *method, const char *path, struct js
     return rc;
 }
 
-/* Send and hand back a parsed JSON answer (NULL for an empty body). */
-static int call_json(struct cmctl *c, const char *method, const char *path,
-                     struct json_object *body, struct json_object **out)
+/* Send and hand back a parsed JSON answer (NULL for an empty body); with `quiet_404` a 404 is
+ * returned as CMCTL_ERR_NOT_FOUND without a message (a route this server does not have). */
+static int call_json_ex(struct cmctl *c, const char *method, const char *path,
+                        struct json_object *body, struct json_object **out, bool quiet_404)
 {
     size_t len = 0;
     char *text = body ? cm_json_render_put(body, &len) : NULL;
@@ -162,7 +164,7 @@ static int call_json(struct cmctl *c, const char *method, const char *path,
         return rc;
     char what[300];
     snprintf(what, sizeof what, "%s %s", method, path);
-    rc = cmctl_check(&r, what);
+    rc = quiet_404 && r.status == 404 ? CMCTL_ERR_NOT_FOUND : cmctl_check(&r, what);
     if (rc == 0 && r.body.len) {
         char err[256];
         *out = cm_json_parse(r.body.data, r.body.len, false, err, sizeof err);
@@ -171,6 +173,17 @@ static int call_json(struct cmctl *c, const char *method, const char *path,
     }
     cmctl_resp_free(&r);
     return rc;
+}
+
+int cmctl_call_json(struct cmctl *c, const char *method, const char *path, struct json_object *body,
+                    struct json_object **out)
+{
+    return call_json_ex(c, method, path, body, out, false);
+}
+
+int cmctl_get_json_if_any(struct cmctl *c, const char *path, struct json_object **out)
+{
+    return call_json_ex(c, "GET", path, NULL, out, true);
 }
 
 static void print_json(struct json_object *o)
@@ -249,7 +262,7 @@ static int c_stat(struct cmctl *c, char **a)
     if (c->json)
         return call(c, "GET", "/stat", NULL, true);
     struct json_object *o;
-    int rc = call_json(c, "GET", "/stat", NULL, &o);
+    int rc = cmctl_call_json(c, "GET", "/stat", NULL, &o);
     if (rc)
         return rc;
     struct json_object *rs, *sp, *vs, *peers;
@@ -358,7 +371,7 @@ static int c_config_get(struct cmctl *c, char **a)
         rc = call(c, "GET", p, NULL, true);
     else {
         struct json_object *o;
-        rc = call_json(c, "GET", p, NULL, &o);
+        rc = cmctl_call_json(c, "GET", p, NULL, &o);
         if (rc == 0) {
             printf("%s\n", o ? json_object_get_string(o) : "");
             json_object_put(o);
@@ -374,7 +387,7 @@ static int c_config_list(struct cmctl *c, char **a)
     if (c->json)
         return call(c, "GET", "/config/list", NULL, true);
     struct json_object *o, *cfgs;
-    int rc = call_json(c, "GET", "/config/list", NULL, &o);
+    int rc = cmctl_call_json(c, "GET", "/config/list", NULL, &o);
     if (rc)
         return rc;
     if (o && json_object_object_get_ex(o, "configs", &cfgs) && cfgs) {
@@ -503,11 +516,15 @@ static int disk_status(const char *s, uint64_t *out)
                      out);
 }
 
-/* Page through a list route: `items` is the array field, `marker_str` tells a string marker. */
-static int list_all(struct cmctl *c, const char *base, const char *items, const char *query)
+/* Page through a list route into `all`: `items` is the array field; the next page starts after
+ * the answer's marker, until an empty page, an empty body or a marker that does not move.
+ * `all` may be NULL (nothing kept); `on_page` (may be NULL) sees every page's items and the
+ * number of items so far. */
+int cmctl_list_pages(struct cmctl *c, const char *base, const char *items, const char *query,
+                     struct json_object *all, cmctl_page_fn on_page, void *arg)
 {
-    struct json_object *all = json_object_new_array();
     char marker[1200] = "";
+    size_t total = 0;
     int rc = 0;
     for (;;) {
         char path[4096];
@@ -516,7 +533,7 @@ static int list_all(struct cmctl *c, const char *base, const char *items, const 
                  marker[0] ? "marker=" : "", marker[0] ? em : "");
         free(em);
         struct json_object *o, *arr = NULL, *m = NULL;
-        rc = call_json(c, "GET", path, NULL, &o);
+        rc = cmctl_call_json(c, "GET", path, NULL, &o);
         if (rc)
             break;
         if (o == NULL) /* routes that answer an empty body at the end */
@@ -525,8 +542,11 @@ static int list_all(struct cmctl *c, const char *base, const char *items, const 
         json_object_object_get_ex(o, "marker", &m);
         size_t n =
             arr && json_object_is_type(arr, json_type_array) ? json_object_array_length(arr) : 0;
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n && all; i++)
             json_object_array_add(all, json_object_get(json_object_array_get_idx(arr, i)));
+        total += n;
+        if (on_page && n)
+            on_page(arg, arr, total);
         const char *next = m ? json_object_get_string(m) : "";
         bool done =
             n == 0 || next[0] == '\0' || strcmp(next, "0") == 0 || strcmp(next, marker) == 0;
@@ -535,6 +555,14 @@ static int list_all(struct cmctl *c, const char *base, const char *items, const 
         if (done)
             break;
     }
+    return rc;
+}
+
+/* Page through a list route and print every page as one {"<items>":[...]}. */
+static int list_all(struct cmctl *c, const char *base, const char *items, const char *query)
+{
+    struct json_object *all = json_object_new_array();
+    int rc = cmctl_list_pages(c, base, items, query, all, NULL, NULL);
     if (rc == 0) {
         struct json_object *o = obj();
         json_object_object_add(o, items, all);
@@ -949,7 +977,7 @@ static int c_kv_get(struct cmctl *c, char **a)
         return rc;
     }
     struct json_object *o;
-    rc = call_json(c, "GET", p, NULL, &o);
+    rc = cmctl_call_json(c, "GET", p, NULL, &o);
     free(p);
     if (rc)
         return rc;
@@ -1037,6 +1065,12 @@ static int c_snapshot(struct cmctl *c, char **a)
 {
     (void)a;
     return cmctl_snapshot(c);
+}
+
+static int c_migrate(struct cmctl *c, char **a)
+{
+    (void)a;
+    return cmctl_migrate(c);
 }
 
 static int c_raw(struct cmctl *c, char **a)
@@ -1211,6 +1245,19 @@ static const struct command commands[] = {
      "member HTTP addresses are dropped: --http sets the new ones, else the new leader takes "
      "them from its config's `nodes` map. <data-dir> must be new or empty."},
 
+    {"migrate", NULL, 0, 0, c_migrate,
+     "migrate --from h1,... --out <file> [--lease-hosts ip,...] [--bid-margin N] [--id-margin N] "
+     "| migrate --verify --from h1,... --to h1,...",
+     "Read a running clustermgr (the reference or ours, either API generation) through its HTTP "
+     "API and write its state as our snapshot stream, which `snapshot restore` turns into the "
+     "data directories of a new cluster: disks, nodes, volumes and units, leases (of the "
+     "registered services' hosts and --lease-hosts), services, config, KV. The new cluster's "
+     "ids start above the source's: bids by --bid-margin (default 1000000000), disk ids, vids "
+     "and node ids by --id-margin (default 1000). A source that is not a clustermgr, has no "
+     "leader or keeps changing is refused and nothing is written. --verify compares two "
+     "clusters kind by kind (rules in docs/operations.md) and exits 0 only when they agree. "
+     "--secret signs the requests of both."},
+
     {"raw", NULL, 2, 3, c_raw, "raw <GET|POST> <path?query> [body]",
      "Send any request and print the answer; exit codes as for every command."},
 };
@@ -1232,6 +1279,7 @@ static const char *const group_help[][2] = {
     {"kv", "the KV store: get, set, del, list"},
     {"bid", "blob id ranges: alloc"},
     {"snapshot", "state snapshots: save, inspect, restore (offline)"},
+    {"migrate", "move a running cluster's state into a new one; compare two clusters"},
     {"raw", "any request"},
 };
 

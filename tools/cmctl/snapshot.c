@@ -36,7 +36,7 @@
 #include "../../src/util/codec.h"
 #include "cmctl.h"
 
-static int read_file(const char *path, struct cm_buf *out)
+int cmctl_read_file(const char *path, struct cm_buf *out)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (f == NULL)
@@ -53,7 +53,7 @@ static int read_file(const char *path, struct cm_buf *out)
     return 0;
 }
 
-static int write_file_atomic(const char *path, const void *data, size_t len)
+int cmctl_write_file_atomic(const char *path, const void *data, size_t len)
 {
     size_t plen = strlen(path) + 16;
     char *tmp = cm_malloc(plen);
@@ -118,7 +118,7 @@ static int sections(const struct cm_buf *s, struct section *out, uint32_t *n_out
 
 static int load_checked(const char *path, struct cm_buf *s, uint32_t *crc)
 {
-    int rc = read_file(path, s);
+    int rc = cmctl_read_file(path, s);
     if (rc)
         return rc;
     char err[256];
@@ -159,7 +159,7 @@ static int snap_save(struct cmctl *c, const char *file)
         if (cm_fsm_snap_check(r.body.data ? r.body.data : "", r.body.len, &crc, err, sizeof err) !=
             0)
             rc = cmctl_fail(CMCTL_ERR_LOCAL, "the dump from %s is damaged: %s", r.host, err);
-        else if ((rc = write_file_atomic(file, r.body.data, r.body.len)) == 0)
+        else if ((rc = cmctl_write_file_atomic(file, r.body.data, r.body.len)) == 0)
             fprintf(stderr, "saved %zu bytes (applied index %s, %s, crc %08x) from %s to %s\n",
                     r.body.len, r.index[0] ? r.index : "?", r.name[0] ? r.name : "unnamed", crc,
                     r.host, file);
@@ -478,7 +478,7 @@ static int snap_restore(struct cmctl *c, const char *file, const char *dir)
     size_t plen = strlen(dir) + 16;
     char *path = cm_malloc(plen);
     snprintf(path, plen, "%s/node.json", dir);
-    rc = write_file_atomic(path, ident, (size_t)len);
+    rc = cmctl_write_file_atomic(path, ident, (size_t)len);
     free(path);
     if (rc == 0)
         fprintf(stderr,
