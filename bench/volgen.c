@@ -170,7 +170,7 @@ int main(int argc, char **argv)
     long rss0 = rss_kib();
     uint64_t t0 = cm_mono_us();
     int64_t ts = cm_now_ns();
-    struct cm_fsm *fsm = cm_fsm_new(&cfg, 1);
+    struct cm_fsm *fsm = cm_fsm_new(&cfg.fsm, 1);
     fsm->on_applied = on_applied;
     uint64_t n_disks = (uint64_t)n_idc * hosts * disks;
     struct cm_buf b = {0};
@@ -196,7 +196,7 @@ int main(int argc, char **argv)
                                   .size = 16LL << 40,
                                   .free = 12LL << 40,
                                   .used = 4LL << 40};
-        cm_disk_enc_add(&b, &di, &cfg);
+        cm_disk_enc_add(&b, &di, &cfg.fsm);
         apply(fsm, CM_MOD_DISK, CM_DISK_OP_ADD, &b, ts);
     }
     long rss_disks = rss_kib();
@@ -286,7 +286,7 @@ int main(int argc, char **argv)
         fsm = NULL;
         malloc_trim(0);
         long rss_before = rss_kib();
-        struct cm_fsm *g = cm_fsm_new(&cfg, 2);
+        struct cm_fsm *g = cm_fsm_new(&cfg.fsm, 2);
         uint64_t t4 = cm_mono_us();
         if (cm_fsm_restore(g, snap.data, snap.len, err, sizeof err) != 0) {
             fprintf(stderr, "volgen: the stream does not load: %s\n", err);

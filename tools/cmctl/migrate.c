@@ -190,7 +190,7 @@ static int build_nodes(struct builder *b, struct mig_state *s, struct cm_buf *p,
         /* apply takes the node id as the nodeid scope + 1 */
         scope_to(b, "nodeid", id - 1, p);
         struct cm_node_caps caps;
-        cm_node_caps_from_config(&b->cfg, n.disk_type, &caps);
+        cm_node_caps_from_config(&b->cfg.fsm, n.disk_type, &caps);
         uint32_t want = (uint32_t)ju64(o, "node_set_id");
         bool exists = want > 1 && want <= cm_node_cur_set_id(b->fsm) &&
                       cm_node_set_exists(b->fsm, want, n.disk_type);
@@ -228,7 +228,7 @@ static int build_disks(struct builder *b, struct mig_state *s, struct cm_buf *p,
                                  .free = ji64(o, "free"),
                                  .size = ji64(o, "size"),
                                  .used_chunk_cnt = ji64(o, "used_chunk_cnt")};
-        cm_disk_enc_add(p, &d, &b->cfg);
+        cm_disk_enc_add(p, &d, &b->cfg.fsm);
         uint32_t node = (uint32_t)ju64(o, "node_id");
         if (node) {
             uint8_t type = 0;
@@ -236,7 +236,7 @@ static int build_disks(struct builder *b, struct mig_state *s, struct cm_buf *p,
                 if (ju64(jat(s->nodes, k), "node_id") == node)
                     type = type_of(jat(s->nodes, k), "disk_type", cm_disk_type_parse);
             struct cm_node_caps caps;
-            cm_node_caps_from_config(&b->cfg, type, &caps);
+            cm_node_caps_from_config(&b->cfg.fsm, type, &caps);
             cm_disk_enc_add_node(p, node, &caps);
         }
         snprintf(b->what, sizeof b->what, "disk %" PRIu32 " (%s%s)", d.disk_id, d.host, d.path);
@@ -490,7 +490,7 @@ static int migrate(struct cmctl *c, const char *from, const char *out)
         goto out;
     have_cfg = true;
     cm_log_set_level(CM_LOG_ERROR);
-    b.fsm = cm_fsm_new(&b.cfg, 1);
+    b.fsm = cm_fsm_new(&b.cfg.fsm, 1);
     b.fsm->on_applied = on_applied;
     b.fsm->on_applied_arg = &b;
 
