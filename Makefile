@@ -2,7 +2,11 @@
 # builds the Debian package.
 # Variants: `make SAN=1` builds an ASan+UBSan tree under build-san/ (used by `make test-san`).
 
-PKGS := raft libuv libmicrohttpd libcurl json-c zlib libcrypto gnutls
+PKGS := raft libuv libcurl json-c zlib libcrypto gnutls
+# libraries without a pkg-config module, each with its Debian -dev package in debian/control
+LIBS_NOPC := -lhttp_parser
+# the simulated blobnode fleet (a test tool, not shipped) serves its HTTP with libmicrohttpd
+SIM_PKGS := libmicrohttpd
 CC ?= cc
 ifeq ($(FUZZ),1)
 # libFuzzer targets (tests/fuzz): everything built by clang with coverage and sanitizers
@@ -24,7 +28,8 @@ endif
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 CFLAGS := $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -MMD -MP \
 	-DCM_VERSION='"$(VERSION)"' $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(LIBS_NOPC) -lpthread -lm
+SIM_LDLIBS := $(shell pkg-config --libs $(SIM_PKGS) 2>/dev/null)
 
 LIB_SRC := $(sort $(filter-out src/server/main.c,$(wildcard src/*/*.c)))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
@@ -76,7 +81,7 @@ $(BUILD)/clustermgr: $(MAIN_OBJ) $(BUILD)/libcm.a
 
 # the simulated blobnode fleet (tools/blobnode-sim)
 $(BUILD)/blobnode-sim: $(SIM_OBJ) $(BUILD)/libcm.a
-	$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDSAN) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(SIM_LDLIBS)
 
 # bench/volgen: builds large volume states for the benchmarks (not part of `all`)
 bench-tools: $(BUILD)/volgen $(BUILD)/loadgen

@@ -6,7 +6,7 @@
 # its tools, then the Build-Depends of debian/control.
 set -eu
 
-PKGS="build-essential pkg-config libraft-dev libuv1-dev libmicrohttpd-dev libcurl4-openssl-dev \
+PKGS="build-essential pkg-config libraft-dev libuv1-dev libhttp-parser-dev libmicrohttpd-dev libcurl4-openssl-dev \
 libjson-c-dev zlib1g-dev libbsd-dev libssl-dev libgnutls28-dev libcmocka-dev python3 \
 python3-pytest python3-requests curl openssl clang-format prometheus chromium python3-websocket \
 fonts-dejavu-core clang libclang-rt-14-dev"

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../http/server.h"
+#include "../http/stats.h"
 #include "../util/json.h"
 #include "../util/log.h"
 #include "api.h"
@@ -414,27 +414,29 @@ static void render_node(struct cm_node *n, struct cm_prom *p)
             ds->jobs_timed_out);
 }
 
-static void render_http(struct cm_http *http, struct cm_prom *p)
+static void render_http(struct cm_prom *p)
 {
     size_t nr;
     const struct cm_route *routes = cm_routes(&nr);
     static const char *const classes[6] = {"9xx", "1xx", "2xx", "3xx", "4xx", "5xx"};
     const char *f = "clustermgr_http_requests_total";
     cm_prom_family(p, f, "counter", "requests answered, by route and status class");
-    for (size_t i = 0; http && i < nr; i++) {
-        const struct cm_http_route_stats *s = cm_http_stats(http, i);
-        if (s == NULL)
+    for (size_t i = 0; i < nr; i++) {
+        struct cm_http_route_stats st, *s = &st;
+        if (!cm_route_stats_get(i, &st))
             break;
         for (int k = 0; k < 6; k++)
             if (s->count[k])
                 cm_prom_sample_u64(p, f, s->count[k], "route", routes[i].name, "status", classes[k],
                                    NULL);
     }
+    gauge(p, "clustermgr_http_connections", "open HTTP connections (idle keep-alive included)",
+          atomic_load(&cm_http_open_connections));
     f = "clustermgr_http_request_duration_seconds";
     cm_prom_family(p, f, "histogram", "time from receiving a request to answering it, by route");
-    for (size_t i = 0; http && i < nr; i++) {
-        const struct cm_http_route_stats *s = cm_http_stats(http, i);
-        if (s == NULL)
+    for (size_t i = 0; i < nr; i++) {
+        struct cm_http_route_stats st, *s = &st;
+        if (!cm_route_stats_get(i, &st))
             break;
         uint64_t total = 0;
         for (int k = 0; k < 6; k++)
@@ -444,7 +446,7 @@ static void render_http(struct cm_http *http, struct cm_prom *p)
     }
 }
 
-void cm_metrics_render(struct cm_node *n, struct cm_http *http, struct cm_buf *out)
+void cm_metrics_render(struct cm_node *n, struct cm_buf *out)
 {
     const struct cm_config *cfg = cm_node_cfg(n);
     char cluster[16];
@@ -458,7 +460,7 @@ void cm_metrics_render(struct cm_node *n, struct cm_http *http, struct cm_buf *o
     const struct metrics_reg *r = reg_get(n, false);
     render_reference(n, &p, r);
     render_node(n, &p);
-    render_http(http, &p);
+    render_http(&p);
     for (size_t i = 0; r && i < r->n; i++)
         r->src[i].render(n, &p, r->src[i].arg);
     *out = p.out;
@@ -467,7 +469,7 @@ void cm_metrics_render(struct cm_node *n, struct cm_http *http, struct cm_buf *o
 void h_metrics(struct cm_job *j)
 {
     struct cm_buf b = {0};
-    cm_metrics_render(j->node, j->http, &b);
+    cm_metrics_render(j->node, &b);
     size_t len;
     char *s = cm_buf_steal(&b, &len);
     cm_reply(j, 200, "text/plain; version=0.0.4; charset=utf-8", s, len);

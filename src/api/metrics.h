@@ -30,7 +30,6 @@
 #include "../util/buf.h"
 
 struct cm_node;
-struct cm_http;
 
 /* One scrape being written. */
 struct cm_prom {
@@ -74,6 +73,6 @@ struct cm_metrics_source {
 void cm_metrics_register(struct cm_node *n, const struct cm_metrics_source *src);
 
 /* Render a whole scrape into `out` (the body of GET /metrics). */
-void cm_metrics_render(struct cm_node *n, struct cm_http *http, struct cm_buf *out);
+void cm_metrics_render(struct cm_node *n, struct cm_buf *out);
 
 #endif

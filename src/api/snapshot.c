@@ -15,7 +15,6 @@
  * draws on the same memory).
  */
 #include <fcntl.h>
-#include <microhttpd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +42,7 @@ static long dump_read(void *p, uint64_t pos, char *buf, size_t max)
         s->encoded = true;
     }
     if (pos >= s->out.len)
-        return MHD_CONTENT_READER_END_OF_STREAM;
+        return CM_STREAM_END;
     size_t n = s->out.len - (size_t)pos;
     if (n > max)
         n = max;

@@ -178,8 +178,6 @@ int cm_node_submit(struct cm_node *n, struct cm_job *j)
         return CM_SUBMIT_STOPPING;
     }
     atomic_fetch_add_explicit(&d->queued, 1, memory_order_relaxed);
-    /* Suspend before the loop can see the job, so its resume always comes after. */
-    cm_http_suspend(j);
     j->state = CM_JOB_IN_LOOP;
     j->qnext = NULL;
     if (d->q_tail)

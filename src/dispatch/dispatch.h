@@ -34,14 +34,12 @@ struct cm_httpc *cm_node_httpc(struct cm_node *n);
 
 /* Any thread: hand a job to the loop. Returns CM_SUBMIT_OK, or CM_SUBMIT_BUSY when too many
  * requests already wait on the loop (http.max_queued_requests), or CM_SUBMIT_STOPPING when the
- * node is shutting down; the caller then answers the job itself. Must be called with the
- * connection not yet suspended; it suspends it. */
+ * node is shutting down; the caller then answers the job itself. */
 enum { CM_SUBMIT_OK = 0, CM_SUBMIT_BUSY = 1, CM_SUBMIT_STOPPING = 2 };
 int cm_node_submit(struct cm_node *n, struct cm_job *j);
 
-/* What the front end provides (src/http/server.c): suspend a job's connection before it goes to
- * the loop, resume it once the job is answered. */
-void cm_http_suspend(struct cm_job *j);
+/* What the front end provides (src/http/server.c): give an answered job back to the thread of
+ * its connection, which writes the response. Callable from any thread. */
 void cm_http_resume(struct cm_job *j);
 
 /* Replies: fill the response, detach the job from whatever it waits on, resume the connection.

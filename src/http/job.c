@@ -7,6 +7,7 @@
 
 #include "../util/codec.h"
 #include "../util/json.h"
+#include "args.h"
 #include "errors.h"
 
 void cm_jlist_push(struct cm_jlist *l, struct cm_job *j)
@@ -179,4 +180,56 @@ void cm_job_free(struct cm_job *j)
     if (j->hstate && j->hstate_free)
         j->hstate_free(j->hstate);
     free(j);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* request target: what the front end (and the fuzzers) give a job */
+
+/* %XX decoding of s[0..n) into a new string; in a query '+' is a space too. A '%' that starts no
+ * escape stays as it is. */
+static char *unescape(const char *s, size_t n, bool query)
+{
+    char *out = cm_malloc(n + 1), *o = out;
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (s[i] == '%' && i + 2 < n && (hi = cm_hexval(s[i + 1])) >= 0 &&
+            (lo = cm_hexval(s[i + 2])) >= 0) {
+            *o++ = (char)(hi << 4 | lo);
+            i += 2;
+        } else if (query && s[i] == '+')
+            *o++ = ' ';
+        else
+            *o++ = s[i];
+    }
+    *o = '\0';
+    return out;
+}
+
+static void add_qarg(struct cm_job *j, const char *s, size_t n)
+{
+    if (n == 0 || j->n_qargs >= 256)
+        return;
+    const char *eq = memchr(s, '=', n);
+    j->qargs = cm_realloc(j->qargs, (j->n_qargs + 1) * sizeof *j->qargs);
+    j->qargs[j->n_qargs].key = unescape(s, eq ? (size_t)(eq - s) : n, true);
+    j->qargs[j->n_qargs].value = eq ? unescape(eq + 1, n - (size_t)(eq - s) - 1, true) : NULL;
+    j->n_qargs++;
+}
+
+void cm_job_set_target(struct cm_job *j, const char *uri, size_t len)
+{
+    j->uri = cm_strndup(uri, len);
+    const char *q = strchr(j->uri, '?');
+    size_t plen = q ? (size_t)(q - j->uri) : strlen(j->uri);
+    j->path = unescape(j->uri, plen, false);
+    if (q == NULL)
+        return;
+    const char *s = q + 1;
+    while (*s) {
+        size_t k = strcspn(s, "&");
+        add_qarg(j, s, k);
+        s += k;
+        if (*s == '&')
+            s++;
+    }
 }

@@ -2,12 +2,13 @@
  * A job is one HTTP request on its way through the node.
  *
  * Life cycle: an HTTP thread creates it, reads the body, parses the arguments (route->parse) and
- * either answers at once (bad input, routes served on the HTTP thread) or suspends the connection
- * and hands the job to the loop (cm_node_submit). On the loop the job waits in at most one place
- * at a time -- a waiting list, a raft proposal, a forwarded request, a blobnode call -- until a
- * reply function (cm_reply_*) fills the response, detaches it from wherever it waited and resumes
- * the connection. After that the loop never touches the job again; the HTTP thread sends the
- * response and frees the job when the request completes.
+ * either answers at once (bad input, routes served on the HTTP thread) or hands the job to the
+ * loop (cm_node_submit); its connection reads nothing more until the job comes back. On the loop
+ * the job waits in at most one place at a time -- a waiting list, a raft proposal, a forwarded
+ * request, a blobnode call -- until a reply function (cm_reply_*) fills the response, detaches it
+ * from wherever it waited and gives it back to its connection's thread (cm_http_resume). After that
+ * the loop never touches the job again; the HTTP thread sends the response and frees the job once
+ * it is written.
  */
 #ifndef CM_JOB_H
 #define CM_JOB_H
@@ -18,7 +19,7 @@
 
 #include "../util/buf.h"
 
-struct MHD_Connection;
+struct cm_conn;
 struct cm_route;
 struct cm_jlist;
 struct cm_http;
@@ -39,11 +40,13 @@ struct cm_hdr {
 
 #define CM_JOB_MAX_HDRS 4
 
+enum { CM_STREAM_END = -1, CM_STREAM_ERROR = -2 };
+
 enum cm_job_state { CM_JOB_NEW = 0, CM_JOB_RECEIVING, CM_JOB_IN_LOOP, CM_JOB_REPLIED };
 
 struct cm_job {
     /* request, immutable once the job reached the loop */
-    struct MHD_Connection *conn;
+    struct cm_conn *conn; /* the front end's connection (src/http/server.c) */
     struct cm_http *http;
     struct cm_node *node;
     const struct cm_config *cfg; /* the node's immutable config: what parsers may read */
@@ -77,7 +80,8 @@ struct cm_job {
     const char *resp_ctype;
     struct cm_hdr hdrs[CM_JOB_MAX_HDRS];
     int n_hdrs;
-    /* a streamed body instead of resp: called from the HTTP thread */
+    /* a streamed body instead of resp, called from the HTTP thread: bytes written to buf, or
+     * CM_STREAM_END at the end, or CM_STREAM_ERROR (the connection is cut short) */
     void *stream;
     long (*stream_read)(void *stream, uint64_t pos, char *buf, size_t max);
     void (*stream_free)(void *stream);
@@ -122,6 +126,9 @@ void cm_job_set_response(struct cm_job *j, int status, const char *ctype, char *
 void cm_job_set_error(struct cm_job *j, int status, const char *msg, const char *code);
 /* A clustermgr 9xx code or a generic HTTP error with its standard message (errors.h). */
 void cm_job_set_code(struct cm_job *j, int code);
+/* The request target as sent (path and query, uri[0..len)): sets uri, the %-decoded path, and the
+ * query arguments ('+' is a space there, a '%' that starts no escape stays, at most 256). */
+void cm_job_set_target(struct cm_job *j, const char *uri, size_t len);
 /* Free a job and everything it owns (arguments, response, stream and handler state). */
 void cm_job_free(struct cm_job *j);
 

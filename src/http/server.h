@@ -1,7 +1,10 @@
 /*
- * The HTTP server (libmicrohttpd, internal polling threads with poll(2) -- its epoll mode stalls
- * in 0.9.75). Requests are parsed on the HTTP threads, suspended and handed to the loop; the loop
- * resumes them with the response. See job.h for the life of a request.
+ * The HTTP front end: event-driven (libuv, epoll) worker threads, each with a loop of its own,
+ * parsing with Debian's http-parser and speaking TLS through GnuTLS. An idle keep-alive
+ * connection costs memory (about 1 KiB) and nothing on the request path. Requests are parsed on
+ * the workers and handed to the node's loop (cm_node_submit); the loop gives each answered job
+ * back (cm_http_resume) and the worker writes the response. See job.h for the life of a request
+ * and docs/developing.md for the path through the layers.
  */
 #ifndef CM_HTTP_SERVER_H
 #define CM_HTTP_SERVER_H
@@ -17,21 +20,11 @@ struct cm_http;
 /* Bind and start serving. Returns 0 or -1 with a message (e.g. the port is in use). */
 int cm_http_start(struct cm_http **out, struct cm_node *node, const struct cm_config *cfg,
                   char *err, size_t errlen);
-/* Stop accepting new connections (existing ones finish). */
+/* Stop accepting new connections (existing ones finish). Any thread. */
 void cm_http_quiesce(struct cm_http *h);
-/* Stop; every suspended connection must have been resumed. */
+/* Stop and free; every job handed to the loop must have come back. */
 void cm_http_stop(struct cm_http *h);
 
-void cm_http_suspend(struct cm_job *j);
 void cm_http_resume(struct cm_job *j);
-
-/* Request counters per route and status class, for /metrics. */
-struct cm_http_route_stats {
-    unsigned long long count[6]; /* by status class 1xx..5xx; [0] = 9xx */
-    unsigned long long latency_us_sum;
-    unsigned long long latency_bucket[12]; /* cumulative-free buckets, see server.c */
-};
-const struct cm_http_route_stats *cm_http_stats(struct cm_http *h, size_t route_index);
-extern const double cm_http_latency_bounds_s[12];
 
 #endif

@@ -1042,7 +1042,7 @@ int cm_config_parse(const char *text_in, size_t len, const char *origin, struct 
             goto out;
     }
     cfg->http_threads = 4;
-    cfg->max_connections = 4096;
+    cfg->max_connections = 32768;
     cfg->max_body_bytes = 4u << 20;
     cfg->max_queued_requests = 20000;
     cfg->connection_timeout_s = 30;

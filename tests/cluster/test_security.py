@@ -47,6 +47,7 @@ ROUTES = [  # (method, path, body) one per route group
     ("POST", "/member/remove", {"peer_id": 99}),
     ("GET", "/internal/member?id=1", None),
     ("GET", "/dashboard/data", None),
+    ("GET", "/dashboard/history", None),
     ("GET", "/log/level", None),
     ("GET", "/no/such/route", None),
 ]

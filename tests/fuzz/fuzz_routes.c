@@ -35,35 +35,6 @@ static void init(void)
 #endif
 }
 
-/* Percent-decoding as libmicrohttpd does it ('+' is a space in query arguments). */
-static char *decode(const char *s, size_t n, bool plus)
-{
-    char *out = malloc(n + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int h, l;
-        if (s[i] == '%' && i + 2 < n && (h = cm_hexval(s[i + 1])) >= 0 &&
-            (l = cm_hexval(s[i + 2])) >= 0) {
-            out[o++] = (char)(h * 16 + l);
-            i += 2;
-        } else
-            out[o++] = plus && s[i] == '+' ? ' ' : s[i];
-    }
-    out[o] = '\0';
-    return out;
-}
-
-static void add_qarg(struct cm_job *j, const char *s, size_t n)
-{
-    if (j->n_qargs >= 256)
-        return;
-    const char *eq = memchr(s, '=', n);
-    j->qargs = realloc(j->qargs, (j->n_qargs + 1) * sizeof *j->qargs);
-    struct cm_qarg *q = &j->qargs[j->n_qargs++];
-    q->key = decode(s, eq ? (size_t)(eq - s) : n, true);
-    q->value = eq ? decode(eq + 1, n - (size_t)(eq - s) - 1, true) : NULL;
-}
-
 #ifndef FUZZ_ROUTE
 static int parse_method(const char *m, size_t n)
 {
@@ -103,13 +74,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const struct cm_route *r = fixed;
     j->method = r->methods & CM_POST ? CM_POST : CM_GET;
     size_t plen = strlen(r->path);
-    j->uri = malloc(plen + 1 + llen + 1);
-    memcpy(j->uri, r->path, plen);
+    char *uri = malloc(plen + 1 + llen + 1);
+    memcpy(uri, r->path, plen);
     size_t ulen = plen;
     if ((r->flags & CM_R_PREFIX) == 0 && llen && in[0] != '?')
-        j->uri[ulen++] = '?';
-    memcpy(j->uri + ulen, in, llen);
-    j->uri[ulen + llen] = '\0';
+        uri[ulen++] = '?';
+    memcpy(uri + ulen, in, llen);
+    cm_job_set_target(j, uri, ulen + llen); /* as the server does */
+    free(uri);
 #else
     const char *sp = memchr(in, ' ', llen);
     j->method = sp ? parse_method(in, (size_t)(sp - in)) : 0;
@@ -117,10 +89,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(j);
         return 0;
     }
-    j->uri = strndup(sp + 1, llen - (size_t)(sp + 1 - in));
+    cm_job_set_target(j, sp + 1, llen - (size_t)(sp + 1 - in)); /* as the server does */
 #endif
-    const char *q = strchr(j->uri, '?');
-    j->path = decode(j->uri, q ? (size_t)(q - j->uri) : strlen(j->uri), false);
 #ifndef FUZZ_ROUTE
     int allowed = 0;
     const struct cm_route *r = cm_route_lookup(j->path, j->method, &allowed);
@@ -130,13 +100,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 #endif
     j->route = r;
-    for (const char *a = q ? q + 1 : NULL; a && *a;) {
-        const char *amp = strchr(a, '&');
-        size_t n = amp ? (size_t)(amp - a) : strlen(a);
-        if (n)
-            add_qarg(j, a, n);
-        a = amp ? amp + 1 : NULL;
-    }
     if (blen)
         cm_buf_append(&j->body, body, blen);
     snprintf(j->peer_ip, sizeof j->peer_ip, "127.0.0.1");
