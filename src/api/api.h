@@ -145,6 +145,7 @@ void h_metrics(struct cm_job *j);
 void h_web_index(struct cm_job *j);
 void h_web_asset(struct cm_job *j);
 void h_dashboard_data(struct cm_job *j);
+void h_dashboard_history(struct cm_job *j);
 int parse_log_level(struct cm_job *j);
 void h_log_level(struct cm_job *j);
 

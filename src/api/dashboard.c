@@ -1,6 +1,8 @@
 /*
- * The dashboard: GET / (the page), GET /web/<file> (its script and style, compiled into the
- * binary), and GET /dashboard/data, the one JSON document the page polls.
+ * The console: GET / (the page), GET /web/<file> (its script and style, compiled into the
+ * binary), GET /dashboard/data, the one JSON document the page polls, and GET
+ * /dashboard/history, this node's last hour for the charts (kept by src/ops/history.c). The
+ * page's actions and browsers call the client routes themselves (/member/add, /disk/list, ...).
  *
  * /dashboard/data is answered by every node from its own state: its /stat, the members of the
  * raft configuration with their HTTP addresses, the task switches of its replica of the config
@@ -14,6 +16,7 @@
 #include "../client/httpc.h"
 #include "../fsm/mod_config.h"
 #include "../fsm/mod_members.h"
+#include "../ops/history.h"
 #include "../ops/ops.h"
 #include "../util/json.h"
 #include "../util/log.h"
@@ -194,4 +197,10 @@ void h_dashboard_data(struct cm_job *j)
     j->hstate_free = data_free;
     j->backref = &r->data;
     cm_httpc_submit(cm_node_httpc(n), r);
+}
+
+/* GET /dashboard/history: this node's samples of the last hour (src/ops/history.c). */
+void h_dashboard_history(struct cm_job *j)
+{
+    cm_reply_json(j, cm_history_json(j->node));
 }

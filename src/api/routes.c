@@ -107,6 +107,7 @@ static const struct cm_route routes[] = {
     {"/web/", CM_GET, CM_R_INLINE | CM_R_NO_AUTH | CM_R_PREFIX, 0, NULL, h_web_asset,
      "dashboard_asset"},
     {"/dashboard/data", CM_GET, CM_R_LOCAL, 0, NULL, h_dashboard_data, "dashboard_data"},
+    {"/dashboard/history", CM_GET, CM_R_LOCAL, 0, NULL, h_dashboard_history, "dashboard_history"},
 
     {"/internal/member", CM_GET, CM_R_LOCAL | CM_R_INTERNAL, 0, parse_member_query, h_member_view,
      "internal_member"},

@@ -5,6 +5,7 @@
  */
 #include "jobs.h"
 
+#include "../ops/history.h"
 #include "../ops/ops.h"
 #include "../raft/node.h"
 
@@ -20,4 +21,5 @@ void cm_jobs_init(struct cm_node *n)
     cm_volume_jobs_init(n);
     cm_version_jobs_init(n);
     cm_service_jobs_init(n);
+    cm_history_init(n); /* the console's charts: the last hour of this node */
 }

@@ -171,6 +171,7 @@ enum cm_ext_slot {
     CM_EXT_OPS,
     CM_EXT_VERSION,
     CM_EXT_DISPATCH,
+    CM_EXT_HISTORY,
     CM_EXT_MAX
 };
 void *cm_node_ext(struct cm_node *n, enum cm_ext_slot slot);
