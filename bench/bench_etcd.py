@@ -8,11 +8,15 @@ Workloads, each at every connection count, repeated and the median shown:
 
 usage: bench/bench_etcd.py [--conns 1,16,64,256] [--duration 10] [--repeat 3]
                            [--only ours|etcd] [--client loadgen|wrk] [--build build]
+                           [--baseline BUILD]
 Both systems are driven through their leader by the same load generator (build/loadgen, from
 bench/loadgen.c: exact percentiles from every request's latency); --client wrk uses wrk and the
 scripts of bench/wrk/ instead.
 Prints one RESULT line per run and a markdown table with the ratio ours/etcd per row, plus RSS
-per node (idle and under load) and CPU seconds per 1,000 writes.
+per node (idle and under load) and CPU seconds per 1,000 writes. --baseline BUILD also runs a
+second clustermgr cluster from another build directory (an earlier release, built with
+`make BUILD=...`) in the same run against the same etcd, and adds its columns and the ratio
+ours/baseline.
 """
 import argparse
 import base64
@@ -119,11 +123,13 @@ def main():
     ap.add_argument("--client", choices=["loadgen", "wrk"], default="loadgen",
                     help="load generator: bench/loadgen.c (default) or wrk with bench/wrk/*.lua")
     ap.add_argument("--build", default=os.environ.get("CM_BUILD", "build"))
+    ap.add_argument("--baseline", default=None,
+                    help="build directory of an earlier clustermgr to compare in the same run")
     args = ap.parse_args()
     conns = [int(x) for x in args.conns.split(",")]
 
     systems = {}
-    etcd = ours = None
+    etcd = ours = base = None
     try:
         if args.only != "ours":
             log("starting etcd (3 members)...")
@@ -147,6 +153,17 @@ def main():
                 raise RuntimeError(f"clustermgr has no KV store here: {r.status_code} {r.text}")
             systems["ours"] = {"url": f"http://{ours.http(lid)}",
                                "pids": [p.pid for p in ours.procs.values()],
+                               "write": "kv_set", "read": "kv_get"}
+        if args.baseline:
+            log(f"starting the baseline clustermgr from {args.baseline} (3 nodes)...")
+            base = Cluster(nodes=3, binary=os.path.join(HERE, "..", args.baseline, "clustermgr"),
+                           log_level="warn")
+            base.start_all()
+            bid = base.wait_leader()
+            base.post(bid, "/kv/set", {"key": "bench-read-key",
+                                       "value": base64.b64encode(b"v" * 64).decode()})
+            systems["base"] = {"url": f"http://{base.http(bid)}",
+                               "pids": [p.pid for p in base.procs.values()],
                                "write": "kv_set", "read": "kv_get"}
 
         results = {}  # (system, kind, conns) -> list of runs
@@ -189,6 +206,19 @@ def main():
                 log(f"| {label} | {c} | {o or 0:.0f} | {e or 0:.0f} | {ratio} | {lat('ours')} | "
                     f"{lat('etcd')} | {cpu('ours')} | {cpu('etcd')} |")
         log("")
+        if "base" in systems:
+            log("| workload | conns | ours ops/s | baseline ops/s | ours/baseline | ours p50/p99 ms | "
+                "baseline p50/p99 ms | ours CPU s/1k | baseline CPU s/1k |")
+            log("|---|---|---|---|---|---|---|---|---|")
+            for kind, label in (("write", "replicated write"), ("read", "linearizable read")):
+                for c in conns:
+                    o, b = med("ours", kind, c, "ops"), med("base", kind, c, "ops")
+                    p = [f"{med(n, kind, c, 'p50_ms'):.2f} / {med(n, kind, c, 'p99_ms'):.2f}"
+                         for n in ("ours", "base")]
+                    u = [f"{med(n, kind, c, 'cpu_per_1000'):.3f}" for n in ("ours", "base")]
+                    log(f"| {label} | {c} | {o:.0f} | {b:.0f} | {o / b:.2f}x | {p[0]} | {p[1]} | "
+                        f"{u[0]} | {u[1]} |")
+            log("")
         for name in systems:
             idle = usage[name]["rss_idle_kib"]
             loaded = max((r["rss_kib"] for runs in results.values() for r in runs
@@ -199,9 +229,10 @@ def main():
     finally:
         if etcd:
             etcd.stop()
-        if ours:
-            ours.shutdown()
-            shutil.rmtree(ours.dir, ignore_errors=True)
+        for c in (ours, base):
+            if c:
+                c.shutdown()
+                shutil.rmtree(c.dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

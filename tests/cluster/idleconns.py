@@ -16,6 +16,12 @@ def log(msg):
 
 def raise_nofile(need):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < need:
+        try:  # root (CAP_SYS_RESOURCE) may raise its own hard limit up to fs.nr_open
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, need))
+            hard = need
+        except (ValueError, OSError):
+            pass
     want = need if hard == resource.RLIM_INFINITY else min(need, hard)
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
@@ -66,7 +72,7 @@ def one_request_each(socks, timeout=60):
     return ok, len(socks) - ok
 
 
-def open_idle(addr, n, batch=500):
+def open_idle(addr, n, batch=500, quiet=False):
     """n new keep-alive connections that have each completed one request."""
     socks = []
     while len(socks) < n:
@@ -83,6 +89,82 @@ def open_idle(addr, n, batch=500):
             raise RuntimeError(f"{bad} of {k} new connections got no answer "
                                f"(with {len(socks)} open)")
         socks += fresh
-        if len(socks) % 5000 == 0 or len(socks) == n:
+        if not quiet and (len(socks) % 5000 == 0 or len(socks) == n):
             log(f"  {len(socks)} idle connections open")
     return socks
+
+
+def _hold(conn, addr):
+    """A child process of IdlePool: opens, checks and finally closes its share of idle
+    connections on command."""
+    socks = []
+    try:
+        while True:
+            cmd, arg = conn.recv()
+            if cmd == "open":
+                try:
+                    raise_nofile(len(socks) + arg + 64)
+                    socks += open_idle(addr, arg, quiet=True)
+                    conn.send(("ok", len(socks)))
+                except Exception as e:  # reported to the parent, which fails the run
+                    conn.send(("error", str(e)))
+            elif cmd == "check":
+                conn.send(("ok", one_request_each(socks, timeout=arg)))
+            else:
+                break
+    finally:
+        for s in socks:
+            s.close()
+
+
+class IdlePool:
+    """Idle connections held by child processes, `per_child` each, so that the number a
+    benchmark opens is not bounded by its own open-file limit (a region's idle connections come
+    from many hosts anyway)."""
+
+    def __init__(self, addr, per_child=5000):
+        import multiprocessing
+
+        self.addr, self.per_child = addr, per_child
+        self.ctx = multiprocessing.get_context("fork")
+        self.children = []  # [process, pipe, how many it holds]
+
+    def __len__(self):
+        return sum(c[2] for c in self.children)
+
+    def grow(self, n):
+        """Open n more idle connections."""
+        while n > 0:
+            if not self.children or self.children[-1][2] >= self.per_child:
+                parent, child = self.ctx.Pipe()
+                p = self.ctx.Process(target=_hold, args=(child, self.addr), daemon=True)
+                p.start()
+                self.children.append([p, parent, 0])
+            c = self.children[-1]
+            k = min(n, self.per_child - c[2])
+            c[1].send(("open", k))
+            status, val = c[1].recv()
+            if status != "ok":
+                raise RuntimeError(f"{val} (with {len(self)} open)")
+            c[2] = val
+            n -= k
+            log(f"  {len(self)} idle connections open")
+
+    def check(self, timeout=120):
+        """One request on every idle connection: (answered 200, did not)."""
+        ok = bad = 0
+        for c in self.children:
+            c[1].send(("check", timeout))
+        for c in self.children:
+            _, (o, b) = c[1].recv()
+            ok, bad = ok + o, bad + b
+        return ok, bad
+
+    def close(self):
+        for p, pipe, _ in self.children:
+            try:
+                pipe.send(("close", 0))
+            except OSError:
+                pass
+            p.join(timeout=30)
+        self.children = []
