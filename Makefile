@@ -199,6 +199,7 @@ bench: bench-deps all bench-tools
 	$(BENCH_PY) bench/bench_disks.py $(BENCH_ARGS)
 	$(BENCH_PY) bench/bench_volumes.py $(BENCH_ARGS)
 	$(BENCH_PY) bench/bench_nodes.py $(BENCH_ARGS)
+	$(BENCH_PY) bench/bench_conns.py $(BENCH_ARGS)
 bench-etcd: bench-deps all bench-tools
 	$(BENCH_PY) bench/bench_etcd.py $(BENCH_ARGS)
 bench-knobs: bench-deps all bench-tools
