@@ -3,6 +3,7 @@
 counts, and the time from kill -9 of the leader to a new leader.
 
 usage: bench/bench_core.py [--duration 10] [--clients 1,64] [--kills 5] [--build build]
+                           [--placement leader|spread|both]
 Prints a table and, per run, the load generator's RESULT line (bench/drive.py).
 """
 import argparse
@@ -14,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "cluster"))
 from cmcluster import Cluster  # noqa: E402
-from drive import load  # noqa: E402
+from drive import PLACEMENT_HELP, PLACEMENTS, load, targets_of  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -25,6 +26,7 @@ def main():
     ap.add_argument("--clients", default="1,64")
     ap.add_argument("--kills", type=int, default=5)
     ap.add_argument("--build", default=os.environ.get("CM_BUILD", "build"))
+    ap.add_argument("--placement", choices=PLACEMENTS, default="both", help=PLACEMENT_HELP)
     args = ap.parse_args()
     binary = os.path.join(HERE, "..", args.build, "clustermgr")
     c = Cluster(nodes=3, binary=binary, log_level="warn")
@@ -33,16 +35,18 @@ def main():
         lid = c.wait_leader()
         follower = next(i for i in (1, 2, 3) if i != lid)
         rows = []
+        targets = targets_of(c, args.placement, lid, follower)
         for clients in [int(x) for x in args.clients.split(",")]:
-            for name, node, script in (("config/set via leader", lid, "config_set.lua"),
-                                       ("config/set via follower", follower, "config_set.lua"),
-                                       ("config/get (linearizable) on leader", lid, "config_get.lua"),
-                                       ("config/get (linearizable) on follower", follower, "config_get.lua")):
-                print(f"running {name} with {clients} client(s) for {args.duration}s...", flush=True)
-                r = load(f"http://{c.http(node)}", script[:-4], clients, args.duration)
-                rows.append((name, clients, r))
-                print(f"  ops/s {r['ops']:.0f}  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
-                      f"errors {int(r['errors'])}", flush=True)
+            for wname, workload in (("config/set", "config_set"),
+                                    ("config/get (linearizable)", "config_get")):
+                for tname, url in targets:
+                    name = f"{wname} {tname}"
+                    print(f"running {name} with {clients} client(s) for {args.duration}s...",
+                          flush=True)
+                    r = load(url, workload, clients, args.duration)
+                    rows.append((name, clients, r))
+                    print(f"  ops/s {r['ops']:.0f}  p50 {r['p50_ms']:.2f} ms  p99 "
+                          f"{r['p99_ms']:.2f} ms  errors {int(r['errors'])}", flush=True)
         times = []
         for k in range(args.kills):
             lid = c.wait_leader()

@@ -11,6 +11,7 @@
 
 usage: bench/bench_disks.py [--duration 20] [--concurrency 256,1000] [--skip-scale]
                             [--scale-hosts 10000 --scale-disks 20] [--build build]
+                            [--placement leader|spread|both]
 """
 import argparse
 import json
@@ -24,6 +25,7 @@ import requests
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "cluster"))
 from cmcluster import Cluster  # noqa: E402
+from drive import PLACEMENT_HELP, PLACEMENTS, placements  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -75,8 +77,9 @@ def capacity(args, binary, sim):
         # register once (the sim reuses the disks it finds on the next runs)
         run_sim(sim, everyone, 1000, 10, ["-i", "30", "-d", "1"], os.path.join(c.dir, "sim.log"))
         for conc in [int(x) for x in args.concurrency.split(",")]:
-            for name, cms in (("spread over the 3 nodes", everyone), ("all to the leader",
-                                                                     [c.http(lid)])):
+            runs = {"spread": ("spread over the 3 nodes", everyone),
+                    "leader": ("all to the leader", [c.http(lid)])}
+            for name, cms in (runs[pl] for pl in placements(args.placement)):
                 print(f"heartbeats, {name}, {conc} in flight, {args.duration}s...", flush=True)
                 r = run_sim(sim, cms, 1000, 10, ["-i", "0", "-d", str(args.duration),
                                                  "--concurrency", str(conc)],
@@ -137,6 +140,7 @@ def main():
     ap.add_argument("--scale-disks", type=int, default=20)
     ap.add_argument("--settle", type=int, default=35)
     ap.add_argument("--build", default=os.environ.get("CM_BUILD", "build"))
+    ap.add_argument("--placement", choices=PLACEMENTS, default="both", help=PLACEMENT_HELP)
     args = ap.parse_args()
     binary = os.path.join(HERE, "..", args.build, "clustermgr")
     sim = os.path.join(HERE, "..", args.build, "blobnode-sim")

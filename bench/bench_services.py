@@ -3,6 +3,7 @@
 through a follower (which forwards writes and asks the leader for a read index).
 
 usage: bench/bench_services.py [--duration 10] [--clients 64] [--build build]
+                               [--placement leader|spread|both]
 Prints a table and, per run, the load generator's RESULT line (bench/drive.py).
 """
 import argparse
@@ -11,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "cluster"))
 sys.path.insert(0, os.path.dirname(__file__))
-from drive import load  # noqa: E402
+from drive import PLACEMENT_HELP, PLACEMENTS, load, targets_of  # noqa: E402
 from cmcluster import Cluster  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -22,6 +23,7 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--clients", default="64")
     ap.add_argument("--build", default=os.environ.get("CM_BUILD", "build"))
+    ap.add_argument("--placement", choices=PLACEMENTS, default="both", help=PLACEMENT_HELP)
     args = ap.parse_args()
     binary = os.path.join(HERE, "..", args.build, "clustermgr")
     c = Cluster(nodes=3, binary=binary, log_level="warn")
@@ -31,18 +33,18 @@ def main():
         follower = next(i for i in (1, 2, 3) if i != lid)
         assert c.post(lid, "/kv/set", {"key": "bench-read", "value": "QmVuY2htYXJr"}).status_code == 200
         rows = []
+        targets = targets_of(c, args.placement, lid, follower)
         for clients in [int(x) for x in args.clients.split(",")]:
-            for name, node, script in (("bid/alloc via leader", lid, "bid_alloc.lua"),
-                                       ("bid/alloc via follower", follower, "bid_alloc.lua"),
-                                       ("kv/set via leader", lid, "kv_set_unique.lua"),
-                                       ("kv/set via follower", follower, "kv_set_unique.lua"),
-                                       ("kv/get (linearizable) on leader", lid, "kv_get_one.lua"),
-                                       ("kv/get (linearizable) on follower", follower, "kv_get_one.lua")):
-                print(f"running {name} with {clients} client(s) for {args.duration}s...", flush=True)
-                r = load(f"http://{c.http(node)}", script[:-4], clients, args.duration)
-                rows.append((name, clients, r))
-                print(f"  ops/s {r['ops']:.0f}  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
-                      f"errors {int(r['errors'])}", flush=True)
+            for wname, workload in (("bid/alloc", "bid_alloc"), ("kv/set", "kv_set_unique"),
+                                    ("kv/get (linearizable)", "kv_get_one")):
+                for tname, url in targets:
+                    name = f"{wname} {tname}"
+                    print(f"running {name} with {clients} client(s) for {args.duration}s...",
+                          flush=True)
+                    r = load(url, workload, clients, args.duration)
+                    rows.append((name, clients, r))
+                    print(f"  ops/s {r['ops']:.0f}  p50 {r['p50_ms']:.2f} ms  p99 "
+                          f"{r['p99_ms']:.2f} ms  errors {int(r['errors'])}", flush=True)
         print()
         print("| workload | clients | ops/s | p50 ms | p99 ms | p99.9 ms | errors |")
         print("|---|---|---|---|---|---|---|")

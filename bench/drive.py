@@ -71,3 +71,32 @@ def load(url, workload, conns, duration, client=None, build=None, quiet=False):
     if not quiet:
         print(f"RESULT url={url} workload={workload} conns={conns} {line}", flush=True)
     return r
+
+
+PLACEMENTS = ("leader", "spread", "both")
+PLACEMENT_HELP = ("leader: every request to the leader; spread: each connection's requests "
+                  "round-robin over every member, as CubeFS clients send them; both (default)")
+
+
+def placements(arg):
+    """The placements a --placement argument names, leader first."""
+    return ["leader", "spread"] if arg == "both" else [arg]
+
+
+def placement_url(cluster, placement, lid):
+    """The --url of the load generator for a placement: the leader, or every member."""
+    if placement == "leader":
+        return f"http://{cluster.http(lid)}"
+    return ",".join(f"http://{cluster.http(i)}" for i in sorted(cluster.procs))
+
+
+def targets_of(cluster, placement, lid, follower):
+    """(name, url) per placement; `both` also measures a single follower (all its writes
+    forwarded), the worst case of a client that knows one member."""
+    out = []
+    for pl in placements(placement):
+        out.append(("via the leader" if pl == "leader" else "spread over every member",
+                    placement_url(cluster, pl, lid)))
+        if pl == "leader" and placement == "both":
+            out.append(("via a follower", f"http://{cluster.http(follower)}"))
+    return out

@@ -1,14 +1,19 @@
 /* loadgen: drive one HTTP endpoint with N keep-alive connections for T seconds and report ops/s
  * and latency percentiles, one parseable line per run (the same fields as bench/wrk/report.lua).
  *
- *   loadgen --url http://127.0.0.1:9998 --conns 64 --duration 10 [--threads 2]
+ *   loadgen --url http://127.0.0.1:9998[,http://127.0.0.1:9999,...] --conns 64 --duration 10
+ *           [--threads 2]
  *           [--method POST] [--path /kv/set] [--body '{"key":"{key}","value":"{value64}"}']
  *
  * In --path and --body, {key} becomes bench/<connection>/<request number mod 10000>, {key64}
  * the base64 of that, {id} <connection>-<request number mod 10000>, and {value64} the base64
  * of 64 'v' bytes. Every request's latency (from
  * the first byte written to the last byte of the answer read, CLOCK_MONOTONIC) is kept, so the
- * percentiles are exact. A connection the server closes is reopened; that is not an error. */
+ * percentiles are exact. A connection the server closes is reopened; that is not an error.
+ *
+ * With several URLs (comma-separated, at most 8) every connection spreads its requests over them
+ * round-robin, as CubeFS's clients spread theirs over the members: it keeps one keep-alive socket
+ * per URL and sends request n of connection c to URL (c + n) mod count. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -26,8 +31,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#define MAX_EP 8
+
 struct conn {
-    int fd, id;
+    int fds[MAX_EP], id;
+    int cur;    /* the endpoint of the request in flight */
     uint64_t n; /* requests sent on this connection */
     char req[4096];
     size_t req_len, sent; /* bytes of req written */
@@ -45,8 +53,9 @@ struct worker {
     uint64_t errors, non2xx, reconnects;
 };
 
-static struct sockaddr_in addr;
-static char host_hdr[128];
+static struct sockaddr_in addrs[MAX_EP];
+static char host_hdrs[MAX_EP][128];
+static int n_ep;
 static const char *method = "GET", *path = "/", *body = NULL;
 static uint64_t end_ns;
 
@@ -119,26 +128,43 @@ static void build_request(struct conn *c)
     int n = snprintf(c->req, sizeof c->req,
                      "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
                      "Content-Length: %zu\r\n\r\n%s",
-                     method, p, host_hdr, bl, body ? b : "");
+                     method, p, host_hdrs[c->cur], bl, body ? b : "");
     c->req_len = (size_t)n < sizeof c->req ? (size_t)n : sizeof c->req - 1;
     c->sent = 0;
     c->got = 0;
 }
 
-static int open_conn(struct conn *c, int ep)
+/* epoll data of a socket: the connection's index in its worker and the endpoint */
+static uint64_t tag(const struct conn *c, int first, int k)
 {
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    if (c->fd < 0)
+    return ((uint64_t)(c->id - first) << 8) | (uint64_t)k;
+}
+
+/* Open the socket of the current endpoint. */
+static int open_conn(struct conn *c, int ep, int first)
+{
+    int k = c->cur;
+    c->fds[k] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (c->fds[k] < 0)
         return -1;
     int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(c->fd, (struct sockaddr *)&addr, sizeof addr) < 0 && errno != EINPROGRESS) {
-        close(c->fd);
+    setsockopt(c->fds[k], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(c->fds[k], (struct sockaddr *)&addrs[k], sizeof addrs[k]) < 0 &&
+        errno != EINPROGRESS) {
+        close(c->fds[k]);
+        c->fds[k] = -1;
         return -1;
     }
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u64 = tag(c, first, k)};
     c->want_out = 1;
-    return epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+    return epoll_ctl(ep, EPOLL_CTL_ADD, c->fds[k], &ev);
+}
+
+static void close_sock(struct conn *c, int ep, int k)
+{
+    epoll_ctl(ep, EPOLL_CTL_DEL, c->fds[k], NULL);
+    close(c->fds[k]);
+    c->fds[k] = -1;
 }
 
 /* Length of a complete answer at the start of buf, 0 if incomplete, -1 if unparsable. */
@@ -191,20 +217,21 @@ static void record(struct worker *w, uint64_t ns)
 }
 
 /* Write what the socket takes of the request; wait for EPOLLOUT only while some is left. */
-static void send_some(struct conn *c, int ep)
+static void send_some(struct conn *c, int ep, int first)
 {
     if (c->sent == 0)
         c->start_ns = now_ns();
     while (c->sent < c->req_len) {
-        ssize_t k = write(c->fd, c->req + c->sent, c->req_len - c->sent);
+        ssize_t k = write(c->fds[c->cur], c->req + c->sent, c->req_len - c->sent);
         if (k <= 0)
             break;
         c->sent += (size_t)k;
     }
     int want = c->sent < c->req_len;
     if (want != c->want_out) {
-        struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0), .data.ptr = c};
-        epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+        struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0),
+                                 .data.u64 = tag(c, first, c->cur)};
+        epoll_ctl(ep, EPOLL_CTL_MOD, c->fds[c->cur], &ev);
         c->want_out = want;
     }
 }
@@ -216,8 +243,11 @@ static void *run(void *arg)
     struct conn *cs = calloc((size_t)w->count, sizeof *cs);
     for (int i = 0; i < w->count; i++) {
         cs[i].id = w->first + i;
+        for (int k = 0; k < MAX_EP; k++)
+            cs[i].fds[k] = -1;
+        cs[i].cur = cs[i].id % n_ep;
         build_request(&cs[i]);
-        if (open_conn(&cs[i], ep) < 0) {
+        if (open_conn(&cs[i], ep, w->first) < 0) {
             perror("connect");
             exit(1);
         }
@@ -226,20 +256,27 @@ static void *run(void *arg)
     while (now_ns() < end_ns) {
         int n = epoll_wait(ep, evs, 256, 100);
         for (int i = 0; i < n; i++) {
-            struct conn *c = evs[i].data.ptr;
+            struct conn *c = &cs[evs[i].data.u64 >> 8];
+            int sk = (int)(evs[i].data.u64 & 0xff);
+            if (sk != c->cur) { /* an idle socket of another endpoint: closed, or noise */
+                char junk[4096];
+                ssize_t k = read(c->fds[sk], junk, sizeof junk);
+                if (k == 0 || (k < 0 && errno != EAGAIN))
+                    close_sock(c, ep, sk); /* reopened when its turn comes */
+                continue;
+            }
             if ((evs[i].events & EPOLLOUT) && c->sent < c->req_len)
-                send_some(c, ep);
+                send_some(c, ep, w->first);
             if (!(evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
                 continue;
-            ssize_t k = read(c->fd, c->buf + c->got, sizeof c->buf - c->got);
+            ssize_t k = read(c->fds[c->cur], c->buf + c->got, sizeof c->buf - c->got);
             if (k == 0 || (k < 0 && errno != EAGAIN)) { /* closed: count it, reopen */
                 if (c->sent)
                     w->errors++;
-                epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
-                close(c->fd);
+                close_sock(c, ep, c->cur);
                 w->reconnects++;
                 build_request(c);
-                if (open_conn(c, ep) < 0)
+                if (open_conn(c, ep, w->first) < 0)
                     w->errors++;
                 continue;
             }
@@ -259,12 +296,20 @@ static void *run(void *arg)
                     w->non2xx++;
             }
             c->n++;
+            c->cur = (int)((uint64_t)c->id + c->n) % n_ep;
             build_request(c);
-            send_some(c, ep);
+            if (c->fds[c->cur] < 0) {
+                if (open_conn(c, ep, w->first) < 0)
+                    w->errors++;
+                continue; /* sent when the socket is writable */
+            }
+            send_some(c, ep, w->first);
         }
     }
     for (int i = 0; i < w->count; i++)
-        close(cs[i].fd);
+        for (int k = 0; k < MAX_EP; k++)
+            if (cs[i].fds[k] >= 0)
+                close(cs[i].fds[k]);
     free(cs);
     close(ep);
     return NULL;
@@ -307,26 +352,39 @@ int main(int argc, char **argv)
                 "[--method M] [--path P] [--body B]\n");
         return 2;
     }
-    if (!strncmp(url, "http://", 7))
-        url += 7;
-    char host[100];
-    int port = 80;
-    snprintf(host, sizeof host, "%s", url);
-    char *colon = strchr(host, ':');
-    if (colon) {
-        *colon = 0;
-        port = atoi(colon + 1);
+    char urls[1024];
+    snprintf(urls, sizeof urls, "%s", url);
+    for (char *save = NULL, *u = strtok_r(urls, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
+        if (n_ep == MAX_EP) {
+            fprintf(stderr, "loadgen: at most %d URLs\n", MAX_EP);
+            return 2;
+        }
+        if (!strncmp(u, "http://", 7))
+            u += 7;
+        char host[100];
+        int port = 80;
+        snprintf(host, sizeof host, "%s", u);
+        char *colon = strchr(host, ':');
+        if (colon) {
+            *colon = 0;
+            port = atoi(colon + 1);
+        }
+        char *slash = strchr(host, '/');
+        if (slash)
+            *slash = 0;
+        addrs[n_ep].sin_family = AF_INET;
+        addrs[n_ep].sin_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET, host, &addrs[n_ep].sin_addr) != 1) {
+            fprintf(stderr, "loadgen: %s is not an IPv4 address\n", host);
+            return 2;
+        }
+        snprintf(host_hdrs[n_ep], sizeof host_hdrs[n_ep], "%s:%d", host, port);
+        n_ep++;
     }
-    char *slash = strchr(host, '/');
-    if (slash)
-        *slash = 0;
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
-        fprintf(stderr, "loadgen: %s is not an IPv4 address\n", host);
+    if (n_ep == 0) {
+        fprintf(stderr, "loadgen: no URL\n");
         return 2;
     }
-    snprintf(host_hdr, sizeof host_hdr, "%s:%d", host, port);
     if (threads <= 0)
         threads = conns < 8 ? 1 : 2;
     if (threads > conns)

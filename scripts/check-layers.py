@@ -4,7 +4,8 @@
 The layers, bottom to top (docs/developing.md, "Layers"):
 
   util       src/util/, src/security/   no project code below them
-  httpc      src/client/httpc.*       the outgoing HTTP client (libcurl on the loop)
+  httpc      src/client/httpc.*       the outgoing HTTP clients (libcurl on a thread; plink,
+             src/client/plink.*       pipelined connections on the caller's loop)
   fsm        src/fsm/                 the replicated state machine and its settings
   config     src/server/config.*      the node's configuration file
   request    src/http/{job,router,args,errors}.*  what a parsed request is (no server)
@@ -31,7 +32,7 @@ import sys
 LAYERS = [
     ("util", r"src/util/[^/]+"),
     ("util", r"src/security/[^/]+"),
-    ("httpc", r"src/client/httpc\.[ch]"),
+    ("httpc", r"src/client/(httpc|plink)\.[ch]"),
     ("fsm", r"src/fsm/[^/]+"),
     ("config", r"src/server/config\.[ch]"),
     ("request", r"src/http/(job|router|args|errors|stats)\.[ch]"),

@@ -407,6 +407,9 @@ static void render_node(struct cm_node *n, struct cm_prom *p)
             "read-index requests sent to the leader", ds->read_index_requests);
     counter(p, "clustermgr_http_forwarded_total", "requests forwarded to the leader",
             ds->forwarded);
+    counter(p, "clustermgr_http_forward_batches_total",
+            "requests to the leader that carried forwarded writes (batches and single ones)",
+            ds->forward_batches);
     counter(p, "clustermgr_raft_snapshots_taken_total", "snapshots taken", s->snapshots_taken);
     counter(p, "clustermgr_raft_snapshots_restored_total", "snapshots installed",
             s->snapshots_restored);

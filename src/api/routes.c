@@ -113,6 +113,8 @@ static const struct cm_route routes[] = {
      "internal_member"},
     {"/internal/version", CM_GET, CM_R_LOCAL | CM_R_INTERNAL, 0, NULL, h_internal_version,
      "internal_version"},
+    {"/internal/forward", CM_POST, CM_R_LOCAL | CM_R_INTERNAL | CM_R_RAW_BODY, 8u << 20,
+     cm_fwd_parse, cm_fwd_handle, "internal_forward"},
     {"/internal/readindex", CM_GET, CM_R_READ | CM_R_INTERNAL, 0, NULL, h_readindex,
      "internal_readindex"},
 };

@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "../util/buf.h"
@@ -42,6 +43,7 @@ struct cm_httpc_req {
     struct cm_httpc_req *next;
     struct cm_httpc_req *iprev, *inext;
     bool too_large;
+    uint64_t deadline_ms; /* cm_plink */
 };
 
 /* Whether `host` may be registered as the address of a blobnode (disks and nodes): "http://" or

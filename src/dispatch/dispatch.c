@@ -12,10 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <uv.h>
 
 #include "../client/httpc.h"
+#include "../client/plink.h"
+#include "fwdwire.h"
 #include "../fsm/mod_members.h"
 #include "../http/errors.h"
 #include "../http/router.h"
@@ -26,6 +29,12 @@
 
 #define MAX_HOPS 3
 #define MAX_PROBES 16
+/* Forwarded write batches (docs/formats.md): at most this many on their way to the leader at
+ * once; the writes that arrive meanwhile wait and go together in the next one. */
+#define FWD_MAX_INFLIGHT 2
+#define FWD_MAX_BYTES (4u << 20)   /* bodies per batch (a first write always goes) */
+#define FWD_ALONE_BYTES (1u << 20) /* a write with a larger body is forwarded on its own */
+#define FWD_LEGACY_MS 60000        /* a leader without the batch route: one by one this long */
 
 struct job_proposal;
 
@@ -33,6 +42,7 @@ struct cm_dispatch {
     struct cm_node *node;
     const struct cm_config *cfg;
     struct cm_httpc *httpc;
+    struct cm_plink *plink; /* to other members over plain HTTP, on the loop itself */
     uv_async_t wake;
     atomic_uint queued; /* jobs handed to the loop and not yet answered */
     void (*quiesce)(void *arg);
@@ -51,6 +61,15 @@ struct cm_dispatch {
     struct cm_jlist ri_next, ri_inflight;
     bool ri_busy;
     struct cm_jlist apply_wait; /* reads waiting until this node applied their read index */
+    struct cm_jlist fwd_next;   /* writes for the leader, to go in the next batch */
+    unsigned fwd_inflight;      /* batches on their way to the leader */
+    uint64_t fwd_legacy_until_ms;
+    /* where the HTTP workers send the writes they read (worker_forward), published each turn */
+    pthread_mutex_t hint_mu;
+    bool hint_ok;
+    char hint_url[320];
+    atomic_bool w_legacy;                 /* a worker met a leader without the batch route */
+    atomic_ullong w_forwarded, w_batches; /* folded into stats each turn */
     struct job_proposal *proposals;
 
     uint64_t last_probe_ms;
@@ -69,6 +88,14 @@ static struct cm_dispatch *dispatch_of(struct cm_node *n)
 struct cm_httpc *cm_node_httpc(struct cm_node *n)
 {
     return dispatch_of(n)->httpc;
+}
+
+/* A request to another member: on the loop's own pipelined connections when it can (plain
+ * HTTP to an IP address), else through the client thread (TLS, names). */
+static void submit_peer(struct cm_dispatch *d, struct cm_httpc_req *r)
+{
+    if (d->plink == NULL || cm_plink_submit(d->plink, r) != 0)
+        cm_httpc_submit(d->httpc, r);
 }
 
 const struct cm_dispatch_stats *cm_dispatch_stats(struct cm_node *n)
@@ -131,7 +158,10 @@ void cm_reply_prepared(struct cm_job *j)
     job_detach(j);
     j->state = CM_JOB_REPLIED;
     atomic_fetch_sub_explicit(&dispatch_of(j->node)->queued, 1, memory_order_relaxed);
-    cm_http_resume(j);
+    if (j->on_done)
+        j->on_done(j);
+    else
+        cm_http_resume(j);
 }
 
 void cm_reply(struct cm_job *j, int status, const char *ctype, char *body, size_t len)
@@ -167,11 +197,17 @@ void cm_reply_error(struct cm_job *j, int status, const char *msg, const char *c
 /* ------------------------------------------------------------------------------------------ */
 /* submission from HTTP threads                                                                */
 
+static bool worker_forward(struct cm_dispatch *d, struct cm_job *j);
+
 int cm_node_submit(struct cm_node *n, struct cm_job *j)
 {
     struct cm_dispatch *d = dispatch_of(n);
+    if (d == NULL)
+        return CM_SUBMIT_STOPPING;
     if (atomic_load_explicit(&d->queued, memory_order_relaxed) >= d->cfg->max_queued_requests)
         return CM_SUBMIT_BUSY;
+    if (worker_forward(d, j))
+        return CM_SUBMIT_OK;
     pthread_mutex_lock(&d->qlock);
     if (d->q_closed) {
         pthread_mutex_unlock(&d->qlock);
@@ -313,19 +349,25 @@ static void forward_done(struct cm_httpc_req *r)
     cm_httpc_req_free(r);
 }
 
-static void forward(struct cm_dispatch *d, struct cm_job *j)
+/* The leader's HTTP address; NULL when there is no leader or it is this node. */
+static const char *leader_addr(struct cm_dispatch *d)
 {
     struct cm_node *n = d->node;
     uint64_t lid = cm_node_leader_id(n);
-    const char *addr = lid ? cm_members_http(cm_node_fsm(n), lid) : NULL;
-    if (addr == NULL || lid == d->cfg->node_id) {
-        cm_reply_code(j, CM_ERR_NO_LEADER);
-        return;
-    }
-    if (j->hops >= MAX_HOPS) {
-        cm_reply_error(j, 907, "no leader (forwarding loop between nodes)", NULL);
-        return;
-    }
+    if (lid == 0 || lid == d->cfg->node_id)
+        return NULL;
+    return cm_members_http(cm_node_fsm(n), lid);
+}
+
+/* X-Forwarded-For as the leader should see it: the client's chain, then the client's peer. */
+static void forwarded_for(const struct cm_job *j, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s%s%s", j->xff ? j->xff : "", j->xff ? ", " : "", j->peer_ip);
+}
+
+/* One write as a request of its own (a large body, or a leader of a release without batches). */
+static void forward_one(struct cm_dispatch *d, struct cm_job *j, const char *addr)
+{
     char url[2048];
     snprintf(url, sizeof url, "%s%s%s", d->cfg->node_protocol, addr, j->uri);
     struct cm_httpc_req *r = cm_httpc_req_new(cm_method_name(j->method), url);
@@ -333,8 +375,9 @@ static void forward(struct cm_dispatch *d, struct cm_job *j)
     cm_httpc_req_header(r, "Content-Type: application/json");
     snprintf(h, sizeof h, "X-Real-Ip: %s", j->client_ip);
     cm_httpc_req_header(r, h);
-    snprintf(h, sizeof h, "X-Forwarded-For: %s%s%s", j->xff ? j->xff : "", j->xff ? ", " : "",
-             j->peer_ip);
+    char xff[400];
+    forwarded_for(j, xff, sizeof xff);
+    snprintf(h, sizeof h, "X-Forwarded-For: %s", xff);
     cm_httpc_req_header(r, h);
     snprintf(h, sizeof h, "X-Clustermgr-Hops: %d", j->hops + 1);
     cm_httpc_req_header(r, h);
@@ -354,7 +397,28 @@ static void forward(struct cm_dispatch *d, struct cm_job *j)
     all_remove(d, j); /* the forwarded request carries its own timeout */
     j->backref = &r->data;
     d->stats.forwarded++;
-    cm_httpc_submit(cm_node_httpc(n), r);
+    d->stats.forward_batches++;
+    submit_peer(d, r);
+}
+
+/* A write that reached a follower: it waits for the next batch (start_forward, at the end of
+ * this loop turn or when a batch in flight comes back). */
+static void forward(struct cm_dispatch *d, struct cm_job *j)
+{
+    const char *addr = leader_addr(d);
+    if (addr == NULL) {
+        cm_reply_code(j, CM_ERR_NO_LEADER);
+        return;
+    }
+    if (j->hops >= MAX_HOPS) {
+        cm_reply_error(j, 907, "no leader (forwarding loop between nodes)", NULL);
+        return;
+    }
+    if (j->body.len > FWD_ALONE_BYTES || cm_mono_ms() < d->fwd_legacy_until_ms) {
+        forward_one(d, j, addr);
+        return;
+    }
+    cm_jlist_push(&d->fwd_next, j);
 }
 
 static void run_handler(struct cm_job *j)
@@ -552,7 +616,512 @@ static void start_read_index(struct cm_dispatch *d)
     d->ri_busy = true;
     d->stats.read_index_requests++;
     cm_jlist_splice(&d->ri_inflight, &d->ri_next);
-    cm_httpc_submit(cm_node_httpc(n), r);
+    submit_peer(d, r);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* forwarded write batches: the follower's side                                                */
+
+/* One batch on its way to the leader: jobs[i] is cleared (through the job's backref) when that
+ * write is answered elsewhere meanwhile (the node stops). */
+struct fwd_out {
+    struct cm_dispatch *d;
+    size_t n;
+    struct cm_job *jobs[];
+};
+
+static const char *const fwd_header_names[] = {"Retry-After", "Allow", "Cache-Control",
+                                               "X-Content-Type-Options"};
+
+/* Set a forwarded write's response to the leader's result, as forward_done does for a single
+ * one. */
+static void set_result(struct cm_job *j, const struct cm_fwd_result *res)
+{
+    char *body = NULL;
+    if (res->body.n) {
+        body = cm_malloc(res->body.n + 1);
+        memcpy(body, res->body.p, res->body.n);
+        body[res->body.n] = '\0';
+    }
+    const char *ct = NULL;
+    if (res->ctype.n)
+        ct = memmem(res->ctype.p, res->ctype.n, "json", 4) ? "application/json"
+                                                           : "text/plain; charset=utf-8";
+    cm_job_set_response(j, res->status, ct, body, res->body.n);
+    for (unsigned i = 0; i < res->n_hdrs; i++)
+        for (size_t k = 0; k < sizeof fwd_header_names / sizeof *fwd_header_names; k++) {
+            const char *name = fwd_header_names[k];
+            if (strlen(name) == res->hdr_name[i].n &&
+                strncasecmp(name, res->hdr_name[i].p, res->hdr_name[i].n) == 0) {
+                char *v = cm_strndup(res->hdr_value[i].p, res->hdr_value[i].n);
+                cm_job_add_header(j, name, v);
+                free(v);
+            }
+        }
+}
+
+static void start_forward(struct cm_dispatch *d);
+
+/* The answers to a batch request, given to each of its jobs (NULL entries skipped) through
+ * `answer` with the response set. Returns false, answering none, when the leader has no batch
+ * route (a leader of an earlier release: it applied none of them). */
+static bool batch_results(struct cm_httpc_req *r, struct cm_job **jobs, size_t n,
+                          void (*answer)(struct cm_job *j))
+{
+    if (r->status == 404)
+        return false;
+    if (r->status != 200) {
+        /* the batch as a whole was refused or failed: every write gets that answer */
+        char msg[512];
+        if (r->status == 0)
+            snprintf(msg, sizeof msg, "forwarding to the leader failed: %s", r->error);
+        bool json = strstr(r->ctype, "json") != NULL;
+        for (size_t i = 0; i < n; i++) {
+            struct cm_job *j = jobs[i];
+            if (j == NULL)
+                continue;
+            if (r->status == 0)
+                cm_job_set_error(j, 502, msg, NULL);
+            else
+                cm_job_set_response(
+                    j, (int)r->status, json ? "application/json" : "text/plain; charset=utf-8",
+                    r->resp.len ? cm_strndup(r->resp.data, r->resp.len) : NULL, r->resp.len);
+            answer(j);
+        }
+        return true;
+    }
+    struct cm_fwd_result *res = cm_calloc(n, sizeof *res);
+    struct cm_dec dec;
+    cm_dec_init(&dec, r->resp.data ? r->resp.data : "", r->resp.len);
+    size_t count = 0;
+    char err[160] = "";
+    bool ok = cm_fwd_get_header(&dec, &count, err, sizeof err) == 0 && count == n;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = cm_fwd_get_result(&dec, &res[i]) == 0;
+    ok = ok && cm_dec_left(&dec) == 0;
+    if (!ok)
+        CM_WARN("forward", "the leader's answer to a batch of %zu writes is malformed%s%s", n,
+                err[0] ? ": " : "", err);
+    for (size_t i = 0; i < n; i++) {
+        struct cm_job *j = jobs[i];
+        if (j == NULL)
+            continue;
+        if (ok)
+            set_result(j, &res[i]);
+        else
+            cm_job_set_error(j, 502, "the leader's answer to forwarded writes could not be read",
+                             NULL);
+        answer(j);
+    }
+    free(res);
+    return true;
+}
+
+static void note_legacy(struct cm_dispatch *d)
+{
+    if (cm_mono_ms() >= d->fwd_legacy_until_ms)
+        CM_INFO("forward",
+                "the leader takes no forwarded write batches (an earlier release): forwarding "
+                "writes one by one for %d s",
+                FWD_LEGACY_MS / 1000);
+    d->fwd_legacy_until_ms = cm_mono_ms() + FWD_LEGACY_MS;
+}
+
+static void fwd_done(struct cm_httpc_req *r)
+{
+    struct fwd_out *o = r->data;
+    struct cm_dispatch *d = o->d;
+    d->fwd_inflight--;
+    for (size_t i = 0; i < o->n; i++)
+        if (o->jobs[i])
+            o->jobs[i]->backref = NULL;
+    if (!batch_results(r, o->jobs, o->n, cm_reply_prepared)) {
+        note_legacy(d);
+        for (size_t i = 0; i < o->n; i++)
+            if (o->jobs[i])
+                forward(d, o->jobs[i]);
+    }
+    cm_httpc_req_free(r);
+    free(o);
+    start_forward(d);
+}
+
+/* The request that carries jobs[0..n) to the leader's batch route at `url` (any thread). */
+static struct cm_httpc_req *batch_request(struct cm_dispatch *d, const char *url,
+                                          struct cm_job **jobs, size_t n)
+{
+    struct cm_buf body = {0};
+    cm_fwd_put_header(&body, n);
+    for (size_t i = 0; i < n; i++) {
+        char xff[400];
+        forwarded_for(jobs[i], xff, sizeof xff);
+        cm_fwd_put_write(&body, jobs[i], xff);
+    }
+    struct cm_httpc_req *r = cm_httpc_req_new("POST", url);
+    cm_node_internal_headers(d->node, r, "/internal/forward", "");
+    cm_httpc_req_header(r, "Content-Type: " CM_FWD_CTYPE);
+    size_t len;
+    char *data = cm_buf_steal(&body, &len);
+    cm_httpc_req_body(r, data, len);
+    r->timeout_ms = (long)d->cfg->propose_timeout_ms + 2000;
+    return r;
+}
+
+/* Send what waits in fwd_next to the leader, one batch per request, at most FWD_MAX_INFLIGHT
+ * batches at a time. The leader proposes them with its group commit and answers each write with
+ * what it would have answered the client directly. */
+static void start_forward(struct cm_dispatch *d)
+{
+    struct cm_job *j;
+    while (d->fwd_next.n && d->fwd_inflight < FWD_MAX_INFLIGHT) {
+        const char *addr = leader_addr(d);
+        if (addr == NULL || cm_mono_ms() < d->fwd_legacy_until_ms) {
+            /* this node leads now, or no one does, or the leader takes no batches */
+            struct cm_jlist waiting = {0};
+            cm_jlist_splice(&waiting, &d->fwd_next);
+            while ((j = cm_jlist_pop(&waiting)) != NULL)
+                dispatch(d, j);
+            return;
+        }
+        struct fwd_out *o = cm_malloc(sizeof *o + CM_FWD_MAX_WRITES * sizeof o->jobs[0]);
+        o->d = d;
+        o->n = 0;
+        size_t bytes = 0;
+        while (d->fwd_next.head && o->n < CM_FWD_MAX_WRITES &&
+               (o->n == 0 || bytes + d->fwd_next.head->body.len <= FWD_MAX_BYTES)) {
+            j = cm_jlist_pop(&d->fwd_next);
+            bytes += j->body.len;
+            o->jobs[o->n++] = j;
+        }
+        for (size_t i = 0; i < o->n; i++) {
+            all_remove(d, o->jobs[i]); /* the batch request carries the timeout */
+            o->jobs[i]->backref = (void **)&o->jobs[i];
+        }
+        char url[512];
+        snprintf(url, sizeof url, "%s%s/internal/forward", d->cfg->node_protocol, addr);
+        struct cm_httpc_req *r = batch_request(d, url, o->jobs, o->n);
+        r->done = fwd_done;
+        r->data = o;
+        d->fwd_inflight++;
+        d->stats.forwarded += o->n;
+        d->stats.forward_batches++;
+        submit_peer(d, r);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* forwarded write batches from the HTTP workers                                               */
+
+/* A write that a follower's front end read goes to the leader from that HTTP worker's own loop:
+ * the writes read in one turn of it leave together at the end of the turn (a uv_check) on a
+ * pipelined connection of that loop (src/client/plink.c), and their answers are written by the
+ * same worker. The node's loop never sees them, and no other thread is woken on their way. The
+ * loop publishes where they go (publish_hint); anything it cannot decide there (no leader, this
+ * node leads, TLS between nodes, a leader of an earlier release, large bodies) takes the loop's
+ * path above. */
+struct wfwd {
+    struct cm_dispatch *d;
+    uv_loop_t *loop;
+    uv_check_t flush;
+    struct cm_plink *link;
+    struct cm_job *head, *tail; /* writes for the next batch (qnext) */
+    char url[320];              /* where they go */
+    unsigned inflight;
+    bool closing;
+};
+
+struct wfwd_out {
+    struct wfwd *wf;
+    size_t n;
+    struct cm_job *jobs[];
+};
+
+/* A forwarded write is answered: back to its connection on this same worker. */
+static void wfwd_answer(struct cm_job *j)
+{
+    j->state = CM_JOB_REPLIED;
+    atomic_fetch_sub_explicit(&dispatch_of(j->node)->queued, 1, memory_order_relaxed);
+    cm_http_resume(j);
+}
+
+/* Give a job to the node's loop after all (it was counted in `queued` already). */
+static void wfwd_to_loop(struct cm_dispatch *d, struct cm_job *j)
+{
+    atomic_fetch_sub_explicit(&d->queued, 1, memory_order_relaxed);
+    j->worker_slot = NULL; /* not this way again */
+    if (cm_node_submit(d->node, j) != CM_SUBMIT_OK) {
+        cm_job_set_error(j, 503, "the node is shutting down", NULL);
+        j->state = CM_JOB_REPLIED;
+        cm_http_resume(j);
+    }
+}
+
+static void wfwd_flush(uv_check_t *h);
+
+static void wfwd_done(struct cm_httpc_req *r)
+{
+    struct wfwd_out *o = r->data;
+    struct wfwd *wf = o->wf;
+    wf->inflight--;
+    if (!batch_results(r, o->jobs, o->n, wfwd_answer)) {
+        atomic_store(&wf->d->w_legacy, true);
+        for (size_t i = 0; i < o->n; i++)
+            wfwd_to_loop(wf->d, o->jobs[i]);
+    }
+    cm_httpc_req_free(r);
+    free(o);
+    if (!wf->closing && wf->head)
+        uv_check_start(&wf->flush, wfwd_flush);
+}
+
+static void wfwd_flush(uv_check_t *h)
+{
+    struct wfwd *wf = h->data;
+    struct cm_dispatch *d = wf->d;
+    while (wf->head && wf->inflight < FWD_MAX_INFLIGHT) {
+        struct wfwd_out *o = cm_malloc(sizeof *o + CM_FWD_MAX_WRITES * sizeof o->jobs[0]);
+        o->wf = wf;
+        o->n = 0;
+        size_t bytes = 0;
+        while (wf->head && o->n < CM_FWD_MAX_WRITES &&
+               (o->n == 0 || bytes + wf->head->body.len <= FWD_MAX_BYTES)) {
+            struct cm_job *j = wf->head;
+            wf->head = j->qnext;
+            if (wf->head == NULL)
+                wf->tail = NULL;
+            j->qnext = NULL;
+            bytes += j->body.len;
+            o->jobs[o->n++] = j;
+        }
+        struct cm_httpc_req *r = batch_request(d, wf->url, o->jobs, o->n);
+        r->done = wfwd_done;
+        r->data = o;
+        wf->inflight++;
+        atomic_fetch_add_explicit(&d->w_forwarded, o->n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&d->w_batches, 1, memory_order_relaxed);
+        if (cm_plink_submit(wf->link, r) != 0) { /* cannot happen: the hint checked the URL */
+            wf->inflight--;
+            for (size_t i = 0; i < o->n; i++)
+                wfwd_to_loop(d, o->jobs[i]);
+            cm_httpc_req_free(r);
+            free(o);
+        }
+    }
+    if (wf->head == NULL || wf->inflight >= FWD_MAX_INFLIGHT)
+        uv_check_stop(&wf->flush); /* wfwd_done starts it again */
+}
+
+static void wfwd_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void cm_dispatch_worker_stop(void *forwarder)
+{
+    struct wfwd *wf = forwarder;
+    wf->closing = true;
+    struct cm_job *j = wf->head;
+    wf->head = wf->tail = NULL;
+    while (j) {
+        struct cm_job *next = j->qnext;
+        cm_job_set_error(j, 503, "the node is shutting down", NULL);
+        wfwd_answer(j);
+        j = next;
+    }
+    cm_plink_close(wf->link); /* answers the batches in flight (502) */
+    uv_close((uv_handle_t *)&wf->flush, wfwd_closed);
+}
+
+/* On the HTTP worker's thread: take a write that goes to the leader from here. */
+static bool worker_forward(struct cm_dispatch *d, struct cm_job *j)
+{
+    if (j->worker_slot == NULL || j->on_done ||
+        (j->route->flags & (CM_R_WRITE | CM_R_LOCAL)) != CM_R_WRITE ||
+        j->body.len > FWD_ALONE_BYTES || j->hops >= MAX_HOPS)
+        return false;
+    char url[sizeof d->hint_url];
+    pthread_mutex_lock(&d->hint_mu);
+    bool ok = d->hint_ok;
+    if (ok)
+        memcpy(url, d->hint_url, sizeof url);
+    pthread_mutex_unlock(&d->hint_mu);
+    if (!ok)
+        return false;
+    struct wfwd *wf = *j->worker_slot;
+    if (wf == NULL) {
+        wf = cm_calloc(1, sizeof *wf);
+        wf->d = d;
+        wf->loop = j->worker_loop;
+        wf->link = cm_plink_new(wf->loop);
+        uv_check_init(wf->loop, &wf->flush);
+        wf->flush.data = wf;
+        *j->worker_slot = wf;
+    }
+    if (wf->closing)
+        return false;
+    if (wf->head && strcmp(wf->url, url) != 0)
+        wfwd_flush(&wf->flush); /* the leader changed: what waits goes where it was meant to */
+    memcpy(wf->url, url, sizeof wf->url);
+    atomic_fetch_add_explicit(&d->queued, 1, memory_order_relaxed);
+    j->state = CM_JOB_IN_LOOP;
+    j->qnext = NULL;
+    if (wf->tail)
+        wf->tail->qnext = j;
+    else
+        wf->head = j;
+    wf->tail = j;
+    uv_check_start(&wf->flush, wfwd_flush);
+    return true;
+}
+
+/* On the loop, each turn: tell the workers whether writes go straight to the leader, and where. */
+static void publish_hint(struct cm_dispatch *d)
+{
+    struct cm_node *n = d->node;
+    if (atomic_exchange(&d->w_legacy, false))
+        note_legacy(d);
+    d->stats.forwarded += atomic_exchange(&d->w_forwarded, 0);
+    d->stats.forward_batches += atomic_exchange(&d->w_batches, 0);
+    bool ok = false;
+    char url[sizeof d->hint_url] = "";
+    const char *addr;
+    if (!cm_node_stopping(n) && !cm_node_removed(n) && !cm_node_fsm(n)->blocked_need &&
+        !cm_node_is_leader(n) && cm_mono_ms() >= d->fwd_legacy_until_ms &&
+        strcmp(d->cfg->node_protocol, "http://") == 0 && (addr = leader_addr(d)) != NULL) {
+        snprintf(url, sizeof url, "http://%s/internal/forward", addr);
+        ok = cm_plink_url_ok(url);
+    }
+    if (ok == d->hint_ok && strcmp(url, d->hint_url) == 0)
+        return;
+    pthread_mutex_lock(&d->hint_mu);
+    d->hint_ok = ok;
+    memcpy(d->hint_url, url, sizeof url);
+    pthread_mutex_unlock(&d->hint_mu);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* forwarded write batches: the leader's side                                                  */
+
+/* The writes of one batch, each a job without a connection. */
+struct fwd_in {
+    struct cm_job *parent;
+    size_t n, pending;
+    struct cm_job **subs;
+};
+
+static void fwd_in_free(void *p)
+{
+    struct fwd_in *b = p;
+    for (size_t i = 0; i < b->n; i++)
+        cm_job_free(b->subs[i]);
+    free(b->subs);
+    free(b);
+}
+
+int cm_fwd_parse(struct cm_job *j)
+{
+    struct cm_dec dec;
+    cm_dec_init(&dec, j->body.data ? j->body.data : "", j->body.len);
+    size_t count;
+    char err[160];
+    if (cm_fwd_get_header(&dec, &count, err, sizeof err) != 0) {
+        cm_job_set_error(j, 400, err, "Argument");
+        return -1;
+    }
+    struct fwd_in *b = cm_calloc(1, sizeof *b);
+    b->subs = cm_calloc(count, sizeof *b->subs);
+    j->args = b;
+    j->args_free = fwd_in_free;
+    for (size_t i = 0; i < count; i++) {
+        struct cm_fwd_write w;
+        if (cm_fwd_get_write(&dec, &w) != 0) {
+            snprintf(err, sizeof err, "write %zu of the forwarded batch is malformed", i + 1);
+            cm_job_set_error(j, 400, err, "Argument");
+            return -1;
+        }
+        struct cm_job *s = cm_calloc(1, sizeof *s);
+        b->subs[b->n++] = s;
+        s->http = j->http;
+        s->node = j->node;
+        s->cfg = j->cfg;
+        s->start_us = cm_mono_us();
+        s->id = j->id;
+        memcpy(s->peer_ip, j->peer_ip, sizeof s->peer_ip);
+        cm_job_set_target(s, w.uri.p, w.uri.n);
+        s->method = w.method;
+        s->hops = w.hops;
+        memcpy(s->client_ip, w.client_ip.p, w.client_ip.n);
+        s->client_ip[w.client_ip.n] = '\0';
+        if (w.xff.n)
+            s->xff = cm_strndup(w.xff.p, w.xff.n);
+        if (w.req_id.n)
+            s->req_id_hdr = cm_strndup(w.req_id.p, w.req_id.n);
+        cm_buf_append(&s->body, w.body.p, w.body.n);
+        int allowed = 0;
+        s->route = cm_route_lookup(s->path, s->method, &allowed);
+        if (s->route == NULL || !(s->route->flags & CM_R_WRITE)) {
+            cm_job_set_error(s, 400, "only writes are forwarded in a batch", "Argument");
+            continue;
+        }
+        unsigned limit = s->route->max_body ? s->route->max_body : j->cfg->max_body_bytes;
+        if (s->body.len > limit) {
+            cm_job_set_error(s, 413, "request body exceeds the limit", NULL);
+            continue;
+        }
+        if (s->route->parse)
+            s->route->parse(s);
+    }
+    if (cm_dec_left(&dec) != 0) {
+        cm_job_set_error(j, 400, "trailing bytes after the forwarded batch", "Argument");
+        return -1;
+    }
+    cm_buf_free(&j->body); /* each write holds its own copy */
+    return 0;
+}
+
+/* One write of a batch was answered; the last one answers the batch. */
+static void fwd_sub_done(struct cm_job *s)
+{
+    struct fwd_in *b = s->done_arg;
+    if (--b->pending > 0)
+        return;
+    struct cm_buf out = {0};
+    cm_fwd_put_header(&out, b->n);
+    for (size_t i = 0; i < b->n; i++) {
+        cm_fwd_put_result(&out, b->subs[i]);
+        cm_http_account(b->subs[i]); /* counted and logged (audit) here, as a client's */
+        cm_job_free(b->subs[i]);
+    }
+    b->n = 0;
+    size_t len;
+    char *body = cm_buf_steal(&out, &len);
+    cm_reply(b->parent, 200, CM_FWD_CTYPE, body, len);
+}
+
+void cm_fwd_handle(struct cm_job *j)
+{
+    struct cm_dispatch *d = dispatch_of(j->node);
+    struct fwd_in *b = j->args;
+    all_remove(d, j); /* its writes carry the deadlines */
+    b->parent = j;
+    b->pending = b->n;
+    /* the last write answered answers the batch, which may then be freed at once */
+    size_t n = b->n;
+    struct cm_job **subs = b->subs;
+    uint64_t now = cm_mono_ms();
+    atomic_fetch_add_explicit(&d->queued, (unsigned)n, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++) {
+        struct cm_job *s = subs[i];
+        s->on_done = fwd_sub_done;
+        s->done_arg = b;
+        s->state = CM_JOB_IN_LOOP;
+        s->deadline_ms = now + d->cfg->propose_timeout_ms;
+        all_push(d, s);
+        if (s->status)
+            cm_reply_prepared(s);
+        else
+            dispatch(d, s);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -679,6 +1248,8 @@ static void on_turn(struct cm_node *n, void *arg)
     struct cm_dispatch *d = arg;
     start_read_barrier(d);
     start_read_index(d);
+    start_forward(d);
+    publish_hint(d);
     release_applied(d);
 }
 
@@ -732,6 +1303,7 @@ static void on_stopping(struct cm_node *n, void *arg)
     struct cm_dispatch *d = arg;
     if (d->quiesce)
         d->quiesce(d->quiesce_arg);
+    publish_hint(d); /* the node stops: the workers forward nothing more themselves */
     fail_all_jobs(d);
 }
 
@@ -755,6 +1327,10 @@ static void on_httpc_closed(void *arg)
 static void on_close(struct cm_node *n, void *arg, void (*done)(struct cm_node *n))
 {
     struct cm_dispatch *d = arg;
+    if (d->plink) { /* completes what is in flight on it (status 0) */
+        cm_plink_close(d->plink);
+        d->plink = NULL;
+    }
     if (d->httpc == NULL) {
         done(n);
         return;
@@ -771,7 +1347,9 @@ void cm_dispatch_init(struct cm_node *n)
     d->node = n;
     d->cfg = cm_node_cfg(n);
     pthread_mutex_init(&d->qlock, NULL);
+    pthread_mutex_init(&d->hint_mu, NULL);
     d->httpc = cm_httpc_new(cm_node_loop(n));
+    d->plink = cm_plink_new(cm_node_loop(n));
     if (d->cfg->tls_cert[0])
         cm_httpc_set_tls(d->httpc, d->cfg->tls_ca, d->cfg->tls_cert, d->cfg->tls_key);
     uv_async_init(cm_node_loop(n), &d->wake, on_wake);
@@ -807,5 +1385,6 @@ void cm_dispatch_free(struct cm_node *n)
     }
     cm_node_set_ext(n, CM_EXT_DISPATCH, NULL);
     pthread_mutex_destroy(&d->qlock);
+    pthread_mutex_destroy(&d->hint_mu);
     free(d);
 }

@@ -37,10 +37,25 @@ struct cm_httpc *cm_node_httpc(struct cm_node *n);
  * node is shutting down; the caller then answers the job itself. */
 enum { CM_SUBMIT_OK = 0, CM_SUBMIT_BUSY = 1, CM_SUBMIT_STOPPING = 2 };
 int cm_node_submit(struct cm_node *n, struct cm_job *j);
+/* A write a follower's front end reads goes to the leader from the HTTP worker that read it
+ * (batched per turn of that worker's loop, over a pipelined connection of that loop), not
+ * through the node's loop; dispatch keeps that forwarder in the job's worker_slot. The worker
+ * calls this on its own thread when it stops: the forwarder answers what it holds (through
+ * cm_http_resume) and frees itself. */
+void cm_dispatch_worker_stop(void *forwarder);
 
 /* What the front end provides (src/http/server.c): give an answered job back to the thread of
  * its connection, which writes the response. Callable from any thread. */
 void cm_http_resume(struct cm_job *j);
+/* ... and count and log a request answered without a connection (a write of a forwarded batch
+ * on the leader), as it does for a client's. */
+void cm_http_account(struct cm_job *j);
+
+/* POST /internal/forward, the batch of writes a follower forwards (docs/formats.md): parse it on
+ * the HTTP thread into one job per write, then run each on the leader as a client's and answer
+ * the batch when the last is answered. */
+int cm_fwd_parse(struct cm_job *j);
+void cm_fwd_handle(struct cm_job *j);
 
 /* Replies: fill the response, detach the job from whatever it waits on, resume the connection.
  * The job must not be touched afterwards. */
@@ -90,7 +105,8 @@ void cm_reqlog_id(const struct cm_job *j, char *out, size_t cap);
 /* Counters for /metrics. */
 struct cm_dispatch_stats {
     uint64_t read_index_requests;
-    uint64_t forwarded;
+    uint64_t forwarded;       /* writes forwarded to the leader */
+    uint64_t forward_batches; /* requests that carried them (batches, docs/formats.md) */
     uint64_t jobs_timed_out;
 };
 const struct cm_dispatch_stats *cm_dispatch_stats(struct cm_node *n);

@@ -97,6 +97,14 @@ struct cm_job {
     uint64_t read_index;
     void *hstate; /* handler continuation state */
     void (*hstate_free)(void *);
+    /* A job with no connection (one write of a forwarded batch on the leader): called on the
+     * loop thread when it is answered, instead of giving it back to a connection. */
+    void (*on_done)(struct cm_job *j);
+    void *done_arg;
+    /* The front end's worker that reads this job's connection: its libuv loop and a slot the
+     * dispatch layer keeps its forwarder in (touched only on that worker's thread). */
+    void *worker_loop;
+    void **worker_slot;
 };
 
 struct cm_jlist {

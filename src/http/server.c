@@ -106,6 +106,7 @@ struct worker {
     pthread_mutex_t mu;
     struct cm_job *done_head, *done_tail; /* jobs the loop gave back */
     bool quiesce, stop;
+    void *svc; /* the dispatch layer's forwarder on this loop (cm_dispatch_worker_stop) */
     struct cm_conn *lhead, *ltail;
     char readbuf[READ_CHUNK];
     char date[40];
@@ -362,11 +363,16 @@ static void finish_job(struct cm_conn *c, struct cm_job *j)
 {
     struct cm_http *h = c->w->h;
     body_release(h, j);
+    cm_http_account(j);
+    cm_job_free(j);
+}
+
+void cm_http_account(struct cm_job *j)
+{
     uint64_t us = cm_mono_us() - j->start_us;
     if (j->route)
         cm_route_stats_record(j->route, j->status, us);
     cm_reqlog_done(j, us); /* request log line, audit line */
-    cm_job_free(j);
 }
 
 static void ip_release(struct cm_http *h, const char *ip)
@@ -735,6 +741,8 @@ static struct cm_job *new_job(struct cm_conn *c)
     j->start_us = cm_mono_us();
     j->id = atomic_fetch_add(&h->next_id, 1) + 1;
     snprintf(j->peer_ip, sizeof j->peer_ip, "%s", c->peer_ip);
+    j->worker_loop = &c->w->loop;
+    j->worker_slot = &c->w->svc;
     return j;
 }
 
@@ -1287,6 +1295,13 @@ static void walk_close(uv_handle_t *hd, void *arg)
 static void on_wake(uv_async_t *a)
 {
     struct worker *w = a->data;
+    pthread_mutex_lock(&w->mu);
+    bool stopping = w->stop;
+    pthread_mutex_unlock(&w->mu);
+    if (stopping && w->svc) { /* it answers what it holds: those jobs come back just below */
+        cm_dispatch_worker_stop(w->svc);
+        w->svc = NULL;
+    }
     pthread_mutex_lock(&w->mu);
     struct cm_job *j = w->done_head;
     w->done_head = w->done_tail = NULL;

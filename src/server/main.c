@@ -133,9 +133,11 @@ int main(int argc, char **argv)
         CM_INFO("node", "serving HTTP on %s", cfg.bind_addr);
     }
     int exit_code = cm_node_run(node);
-    cm_dispatch_free(node);
+    /* the loop answered every job it held; the front end's workers answer what they hold (the
+     * writes they forward themselves) and stop before the dispatch layer goes */
     if (http)
         cm_http_stop(http);
+    cm_dispatch_free(node);
     cm_node_free(node);
     CM_INFO("node", "stopped");
     cm_audit_close();

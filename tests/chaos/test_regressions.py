@@ -118,3 +118,123 @@ def test_node_added_under_another_address_says_so(cc):
     chaos.converge(cc, an, "after the re-add", timeout=30)
     assert not an.items, an.items
     assert "announces itself" not in cc.c.log_text(v)
+
+
+def metric(cc, i, name):
+    text = requests.get(cc.url(i, "/metrics"), timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_leader_change_while_a_follower_has_batches_in_flight(cc):
+    """A follower gathers the writes of its clients and forwards them to the leader in batches.
+    The leader changes twice while batches are in flight: once by a transfer, once because the
+    leader can no longer send (it keeps proposing what it cannot commit until it hears of the new
+    leader). Every acknowledged write is there, a write answered with a definite failure is not, no
+    write is applied twice, and every answer is one a client can act on."""
+    lid = cc.wait_leader(20)
+    f = next(i for i in (1, 2, 3) if i != lid)  # every client talks to this follower
+    third = 6 - lid - f
+    r0 = requests.post(cc.url(lid, "/diskid/alloc"), timeout=10)
+    assert r0.status_code == 200, r0.text
+    first_id = r0.json()["disk_id"]
+    batches0 = metric(cc, f, "clustermgr_http_forward_batches_total")
+    forwarded0 = metric(cc, f, "clustermgr_http_forwarded_total")
+    stop = threading.Event()
+    lock = threading.Lock()
+    answers = []  # (kind, key, outcome, status, body)
+
+    def client(c):
+        s = requests.Session()
+        n = 0
+        while not stop.is_set():
+            n += 1
+            key = f"spread-{c}-{n}"
+            try:
+                if n % 3 == 0:
+                    kind = "diskid"
+                    r = s.post(cc.url(f, "/diskid/alloc"), timeout=15)
+                else:
+                    kind = "kv"
+                    r = s.post(cc.url(f, "/kv/set"), timeout=15, data=json.dumps(
+                        {"key": key, "value": base64.b64encode(key.encode()).decode()}))
+                out = (kind, key, chaos.classify_write(r), r.status_code, r.text)
+            except requests.RequestException as e:
+                out = (kind, key, chaos.exc_status(e), type(e).__name__, "")
+            with lock:
+                answers.append(out)
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(32)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.5)
+        # 1. a leadership transfer under load
+        r = requests.post(cc.url(lid, "/leadership/transfer"), timeout=10,
+                          data=json.dumps({"peer_id": third}))
+        assert r.status_code == 200, r.text
+        end = time.time() + 15
+        while time.time() < end and cc.stat(third)["raftState"] != "StateLeader":
+            time.sleep(0.05)
+        assert cc.stat(third)["raftState"] == "StateLeader"
+        time.sleep(1.5)
+        # 2. the leader stops sending: batches already with it can no longer commit
+        for o in (lid, f):
+            cc.net.set(third, o, "drop")
+        end = time.time() + 20
+        new = 0
+        while time.time() < end and not new:
+            for i in (lid, f):
+                if cc.stat(i)["raftState"] == "StateLeader":
+                    new = i
+            time.sleep(0.1)
+        assert new, "no new leader after the old one stopped sending"
+        time.sleep(1.5)
+        cc.net.heal()
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        cc.net.heal()
+    an = chaos.Anomalies()
+    chaos.converge(cc, an, "after the run", timeout=30)
+    assert not an.items, an.items
+    lid = cc.wait_leader(20)
+
+    ok = [a for a in answers if a[2] == "ok"]
+    assert len(ok) > 500, f"only {len(ok)} writes acknowledged"
+    batches = metric(cc, f, "clustermgr_http_forward_batches_total") - batches0
+    forwarded = metric(cc, f, "clustermgr_http_forwarded_total") - forwarded0
+    assert 0 < batches < forwarded / 1.2, f"{forwarded} writes went in {batches} batches"
+    # answers a client can act on: success, a definite failure, or a retry-safe 5xx; never a
+    # 4xx for a valid request
+    weird = [a for a in answers if isinstance(a[3], int) and 400 <= a[3] < 500]
+    assert not weird, weird[:5]
+    bodies = {a[4] for a in ok if a[0] == "kv"}
+    assert len(bodies) == 1, f"kv/set answered 200 with different bodies: {list(bodies)[:3]}"
+    # nothing acknowledged is lost, nothing failed for certain took effect
+    s = requests.Session()
+    for kind, key, outcome, _, _ in answers:
+        if kind != "kv" or outcome == "info":
+            continue
+        r = s.get(cc.url(lid, f"/kv/get/{key}"), timeout=10)
+        if outcome == "ok":
+            assert r.status_code == 200, f"acknowledged {key} is lost: {r.status_code} {r.text}"
+            assert base64.b64decode(r.json()["value"]) == key.encode(), r.text
+        else:
+            assert r.status_code == 404, f"{key} was answered with a failure but is there"
+    # no write applied twice: the disk id counter moved once per allocation that took effect
+    ids = [json.loads(a[4])["disk_id"] for a in answers if a[0] == "diskid" and a[2] == "ok"]
+    assert len(ids) == len(set(ids)), "a disk id was handed out twice"
+    unknown = sum(1 for a in answers if a[0] == "diskid" and a[2] == "info")
+    r = requests.post(cc.url(lid, "/diskid/alloc"), timeout=10)
+    assert r.status_code == 200, r.text
+    applied = r.json()["disk_id"] - first_id - 1
+    assert len(ids) <= applied <= len(ids) + unknown, \
+        f"{applied} allocations applied for {len(ids)} acknowledged and {unknown} unknown"
+    outcomes = {o: sum(1 for a in answers if a[2] == o) for o in ("ok", "fail", "info")}
+    print(f"answers {outcomes}; {forwarded:.0f} writes forwarded in {batches:.0f} batches; "
+          f"{applied} disk ids applied for {len(ids)} acknowledged")

@@ -210,6 +210,16 @@ def test_rolling_upgrade_from_the_previous_release(make_cluster):
             wait_ready(c, i)
             tl(f"node {i} restarted on this release ({step + 1} of 3)")
             if step == 0:
+                # a follower of this release forwards to a leader of the previous one, which
+                # has no batch route: it answers 404 and the follower forwards one by one
+                for k in range(20):
+                    key = f"up/via-new-follower-{k}"
+                    r = requests.post(c.url(i, "/kv/set"), timeout=10,
+                                      json={"key": key, "value": "dg=="})
+                    assert r.status_code == 200, r.text
+                    load.kv[key] = "dg=="
+                assert "takes no forwarded write batches" in c.log_text(i)
+                tl("writes through the new follower to the old leader answered 200")
                 # lead from the new binary while the other two still run the old one
                 c.transfer(i)
                 tl(f"leadership moved to node {i}, the only one on this release")
