@@ -48,6 +48,8 @@ def test_core_benchmark_runs(tmp_path):
                        capture_output=True, text=True, timeout=180, env=env, cwd=str(tmp_path))
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     rows = re.findall(r"^\| (config/\S+ [^|]+) \| 2 \| (\d+) \|", p.stdout, re.M)
-    assert len(rows) == 4 and all(int(ops) > 0 for _, ops in rows), p.stdout[-2000:]
+    # set and get, each via the leader, via a follower and spread over every member
+    assert len(rows) == 6 and all(int(ops) > 0 for _, ops in rows), p.stdout[-2000:]
+    assert sum("spread over every member" in name for name, _ in rows) == 2, rows
     m = re.search(r"new leader: median ([\d.]+) s", p.stdout)
     assert m and float(m.group(1)) < 10, p.stdout[-2000:]
