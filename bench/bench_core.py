@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "cluster"))
 from cmcluster import Cluster  # noqa: E402
-from drive import PLACEMENT_HELP, PLACEMENTS, load, targets_of  # noqa: E402
+from drive import PLACEMENT_HELP, PLACEMENTS, run_rows, targets_of  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -34,19 +34,10 @@ def main():
         c.start_all()
         lid = c.wait_leader()
         follower = next(i for i in (1, 2, 3) if i != lid)
-        rows = []
         targets = targets_of(c, args.placement, lid, follower)
-        for clients in [int(x) for x in args.clients.split(",")]:
-            for wname, workload in (("config/set", "config_set"),
-                                    ("config/get (linearizable)", "config_get")):
-                for tname, url in targets:
-                    name = f"{wname} {tname}"
-                    print(f"running {name} with {clients} client(s) for {args.duration}s...",
-                          flush=True)
-                    r = load(url, workload, clients, args.duration)
-                    rows.append((name, clients, r))
-                    print(f"  ops/s {r['ops']:.0f}  p50 {r['p50_ms']:.2f} ms  p99 "
-                          f"{r['p99_ms']:.2f} ms  errors {int(r['errors'])}", flush=True)
+        workloads = (("config/set", "config_set"), ("config/get (linearizable)", "config_get"))
+        rows = run_rows(targets, workloads, [int(x) for x in args.clients.split(",")],
+                        args.duration)
         times = []
         for k in range(args.kills):
             lid = c.wait_leader()

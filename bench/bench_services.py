@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "cluster"))
 sys.path.insert(0, os.path.dirname(__file__))
-from drive import PLACEMENT_HELP, PLACEMENTS, load, targets_of  # noqa: E402
+from drive import PLACEMENT_HELP, PLACEMENTS, run_rows, targets_of  # noqa: E402
 from cmcluster import Cluster  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -32,19 +32,11 @@ def main():
         lid = c.wait_leader()
         follower = next(i for i in (1, 2, 3) if i != lid)
         assert c.post(lid, "/kv/set", {"key": "bench-read", "value": "QmVuY2htYXJr"}).status_code == 200
-        rows = []
         targets = targets_of(c, args.placement, lid, follower)
-        for clients in [int(x) for x in args.clients.split(",")]:
-            for wname, workload in (("bid/alloc", "bid_alloc"), ("kv/set", "kv_set_unique"),
-                                    ("kv/get (linearizable)", "kv_get_one")):
-                for tname, url in targets:
-                    name = f"{wname} {tname}"
-                    print(f"running {name} with {clients} client(s) for {args.duration}s...",
-                          flush=True)
-                    r = load(url, workload, clients, args.duration)
-                    rows.append((name, clients, r))
-                    print(f"  ops/s {r['ops']:.0f}  p50 {r['p50_ms']:.2f} ms  p99 "
-                          f"{r['p99_ms']:.2f} ms  errors {int(r['errors'])}", flush=True)
+        workloads = (("bid/alloc", "bid_alloc"), ("kv/set", "kv_set_unique"),
+                     ("kv/get (linearizable)", "kv_get_one"))
+        rows = run_rows(targets, workloads, [int(x) for x in args.clients.split(",")],
+                        args.duration)
         print()
         print("| workload | clients | ops/s | p50 ms | p99 ms | p99.9 ms | errors |")
         print("|---|---|---|---|---|---|---|")

@@ -100,3 +100,19 @@ def targets_of(cluster, placement, lid, follower):
         if pl == "leader" and placement == "both":
             out.append(("via a follower", f"http://{cluster.http(follower)}"))
     return out
+
+
+def run_rows(targets, workloads, clients_list, duration):
+    """Each workload (name, WORKLOADS name) at each target (name, url) and client count: rows of
+    (name, clients, result), with progress on stdout."""
+    rows = []
+    for clients in clients_list:
+        for wname, workload in workloads:
+            for tname, url in targets:
+                name = f"{wname} {tname}"
+                print(f"running {name} with {clients} client(s) for {duration}s...", flush=True)
+                r = load(url, workload, clients, duration)
+                rows.append((name, clients, r))
+                print(f"  ops/s {r['ops']:.0f}  p50 {r['p50_ms']:.2f} ms  p99 "
+                      f"{r['p99_ms']:.2f} ms  errors {int(r['errors'])}", flush=True)
+    return rows

@@ -45,16 +45,22 @@ static struct cm_buf batch_of_two(void)
     return b;
 }
 
+/* Start decoding b, whose header must announce `count` entries. */
+static void open_batch(struct cm_dec *d, const struct cm_buf *b, size_t count)
+{
+    cm_dec_init(d, b->data, b->len);
+    size_t n = 0;
+    char err[256];
+    assert_int_equal(cm_fwd_get_header(d, &n, err, sizeof err), 0);
+    assert_int_equal(n, count);
+}
+
 static void test_write_roundtrip(void **state)
 {
     (void)state;
     struct cm_buf b = batch_of_two();
     struct cm_dec d;
-    cm_dec_init(&d, b.data, b.len);
-    size_t n = 0;
-    char err[256];
-    assert_int_equal(cm_fwd_get_header(&d, &n, err, sizeof err), 0);
-    assert_int_equal(n, 2);
+    open_batch(&d, &b, 2);
     struct cm_fwd_write w;
     assert_int_equal(cm_fwd_get_write(&d, &w), 0);
     assert_int_equal(w.method, CM_POST);
@@ -93,11 +99,7 @@ static void test_result_roundtrip(void **state)
     cm_fwd_put_result(&b, &ok);
 
     struct cm_dec d;
-    cm_dec_init(&d, b.data, b.len);
-    size_t n = 0;
-    char err[256];
-    assert_int_equal(cm_fwd_get_header(&d, &n, err, sizeof err), 0);
-    assert_int_equal(n, 2);
+    open_batch(&d, &b, 2);
     struct cm_fwd_result r;
     assert_int_equal(cm_fwd_get_result(&d, &r), 0);
     assert_int_equal(r.status, 409);
