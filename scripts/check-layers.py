@@ -7,7 +7,8 @@ The layers, bottom to top (docs/developing.md, "Layers"):
   httpc      src/client/httpc.*       the outgoing HTTP clients (libcurl on a thread; plink,
              src/client/plink.*       pipelined connections on the caller's loop)
   fsm        src/fsm/                 the replicated state machine and its settings
-  config     src/server/config.*      the node's configuration file
+  settings   src/raft/settings.h      what consensus needs of the configuration
+  config     src/server/config.*      the node's configuration file (embeds both settings)
   request    src/http/{job,router,args,errors}.*  what a parsed request is (no server)
   consensus  src/raft/                raft wiring, proposals, barriers, membership, snapshots
   dispatch   src/dispatch/            a request's way through the node: queue, handler,
@@ -18,8 +19,9 @@ The layers, bottom to top (docs/developing.md, "Layers"):
   main       src/server/main.c        wiring
 
 A file may include its own layer and the layers listed for it in ALLOWED. Two edges are kept
-strict on purpose: consensus includes nothing of requests, dispatch, handlers or HTTP (neither
-the server nor the client), and the state machine includes nothing but util. Every file under src/ must belong to a layer, so a new
+strict on purpose: consensus includes nothing of the server's config, requests, dispatch,
+handlers or HTTP (neither the server nor the client), only its own settings, and the state
+machine includes nothing but util. Every file under src/ must belong to a layer, so a new
 directory has to be placed here first.
 
 Usage: check-layers.py [ROOT]   (ROOT defaults to the repository holding this script)
@@ -34,6 +36,7 @@ LAYERS = [
     ("util", r"src/security/[^/]+"),
     ("httpc", r"src/client/(httpc|plink)\.[ch]"),
     ("fsm", r"src/fsm/[^/]+"),
+    ("settings", r"src/raft/settings\.h"),
     ("config", r"src/server/config\.[ch]"),
     ("request", r"src/http/(job|router|args|errors|stats)\.[ch]"),
     ("consensus", r"src/raft/[^/]+"),
@@ -48,13 +51,16 @@ ALLOWED = {
     "util": {"util"},
     "fsm": {"util"},
     "httpc": {"util"},
-    "config": {"util", "fsm"},
-    "request": {"util", "fsm", "config"},
-    "consensus": {"util", "fsm", "config"},
-    "dispatch": {"util", "httpc", "fsm", "config", "request", "consensus"},
-    "app": {"util", "httpc", "fsm", "config", "request", "consensus", "dispatch"},
-    "front": {"util", "httpc", "fsm", "config", "request", "consensus", "dispatch", "app"},
-    "main": {"util", "httpc", "fsm", "config", "request", "consensus", "dispatch", "app", "front"},
+    "settings": {"util", "fsm"},
+    "config": {"util", "fsm", "settings"},
+    "request": {"util", "fsm", "settings", "config"},
+    "consensus": {"util", "fsm", "settings"},
+    "dispatch": {"util", "httpc", "fsm", "settings", "config", "request", "consensus"},
+    "app": {"util", "httpc", "fsm", "settings", "config", "request", "consensus", "dispatch"},
+    "front": {"util", "httpc", "fsm", "settings", "config", "request", "consensus", "dispatch",
+              "app"},
+    "main": {"util", "httpc", "fsm", "settings", "config", "request", "consensus", "dispatch",
+             "app", "front"},
 }
 
 # Known edges against the rules, each with the reason it is still there. Keep this short.

@@ -18,6 +18,14 @@
 
 #include "../http/job.h"
 #include "../raft/node.h"
+#include "../server/config.h"
+
+/* The node's whole configuration. Consensus knows only its own settings (src/raft/settings.h);
+ * main.c hands the config to the layers above through this slot right after cm_node_init. */
+static inline const struct cm_config *cm_node_cfg(struct cm_node *n)
+{
+    return cm_node_ext(n, CM_EXT_CONFIG);
+}
 
 /* Set up the layer on the loop thread, after the leader jobs registered their hooks (so that a
  * new leader runs them before the writes that waited for it) and before the front end serves. */

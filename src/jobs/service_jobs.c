@@ -10,6 +10,7 @@
  */
 #include <stdlib.h>
 
+#include "../dispatch/dispatch.h"
 #include "../fsm/mod_service.h"
 #include "../raft/node.h"
 #include "../server/config.h"

@@ -48,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../dispatch/dispatch.h"
 #include "../api/api.h"
 #include "../api/metrics.h"
 #include "../client/blobnode.h"

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../dispatch/dispatch.h"
 #include "../api/api.h"
 #include "../http/router.h"
 #include "../http/stats.h"

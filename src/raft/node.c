@@ -65,7 +65,8 @@ struct member_change {
 };
 
 struct cm_node {
-    struct cm_config *cfg;
+    const struct cm_raft_settings *cfg;
+    const struct cm_fsm_settings *fsm_settings;
     uv_loop_t loop;
     struct raft_uv_transport transport;
     struct raft_io io;
@@ -144,10 +145,6 @@ static void flush_batch(struct cm_node *n);
 struct cm_fsm *cm_node_fsm(struct cm_node *n)
 {
     return n->fsm;
-}
-const struct cm_config *cm_node_cfg(struct cm_node *n)
-{
-    return n->cfg;
 }
 struct raft *cm_node_raft(struct cm_node *n)
 {
@@ -495,7 +492,7 @@ static void seed_member_addrs(struct cm_node *n)
         uint64_t id = c->servers[i].id;
         if (cm_members_http_replicated(n->fsm, id) != NULL)
             continue;
-        const char *addr = cm_config_node_http(n->cfg, id);
+        const char *addr = cm_settings_node_http(n->fsm_settings, id);
         if (addr == NULL)
             continue;
         struct cm_buf b = {0};
@@ -1408,11 +1405,13 @@ static void on_signal(uv_signal_t *s, int signum)
     cm_node_stop(n, signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
-int cm_node_init(struct cm_node **out, struct cm_config *cfg, char *err, size_t errlen)
+int cm_node_init(struct cm_node **out, const struct cm_raft_settings *cfg,
+                 const struct cm_fsm_settings *fs, char *err, size_t errlen)
 {
     struct cm_node *n = cm_calloc(1, sizeof *n);
     int rc;
     n->cfg = cfg;
+    n->fsm_settings = fs;
     cm_log_set_node(cfg->node_id);
     /* request ids: random start so that ids of a previous incarnation, replayed from the log,
      * never match a new proposal */
@@ -1431,7 +1430,7 @@ int cm_node_init(struct cm_node **out, struct cm_config *cfg, char *err, size_t 
         goto fail;
 
     uv_loop_init(&n->loop);
-    n->fsm = cm_fsm_new(&cfg->fsm, cfg->node_id);
+    n->fsm = cm_fsm_new(fs, cfg->node_id);
     n->fsm->on_applied = on_applied;
     n->fsm->on_applied_arg = n;
 

@@ -20,11 +20,13 @@
 #include <uv.h>
 
 #include "../fsm/fsm.h"
-#include "../server/config.h"
+#include "settings.h"
 
 struct cm_node;
 
-int cm_node_init(struct cm_node **out, struct cm_config *cfg, char *err, size_t errlen);
+/* `rs` and `fs` (the server's config embeds both) must outlive the node. */
+int cm_node_init(struct cm_node **out, const struct cm_raft_settings *rs,
+                 const struct cm_fsm_settings *fs, char *err, size_t errlen);
 /* Run the loop until the node stops (signal or cm_node_stop). Returns the exit status. */
 int cm_node_run(struct cm_node *n);
 void cm_node_stop(struct cm_node *n, const char *why);
@@ -33,7 +35,6 @@ void cm_node_free(struct cm_node *n);
 /* ---- loop thread API ---- */
 
 struct cm_fsm *cm_node_fsm(struct cm_node *n);
-const struct cm_config *cm_node_cfg(struct cm_node *n);
 struct raft *cm_node_raft(struct cm_node *n);
 uv_loop_t *cm_node_loop(struct cm_node *n);
 bool cm_node_is_leader(struct cm_node *n);
@@ -163,6 +164,7 @@ void cm_node_set_upper(struct cm_node *n, const struct cm_node_upper *u);
  * One slot per domain; owners set it in their jobs init and free it in on_stop. */
 enum cm_ext_slot {
     CM_EXT_DISK = 0,
+    CM_EXT_CONFIG, /* the server's whole config, for the layers above (cm_node_cfg) */
     CM_EXT_VOLUME,
     CM_EXT_SERVICE,
     CM_EXT_KV,

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "../fsm/settings.h"
+#include "../raft/settings.h"
 
 /* Task-switch values the node writes (see docs/compatibility.md). */
 enum {
@@ -31,14 +32,18 @@ struct cm_config {
         };
         struct cm_fsm_settings fsm;
     };
+    /* What consensus reads (src/raft/settings.h), the same way, as `raft`. */
+    union {
+        struct {
+            CM_RAFT_SETTINGS_FIELDS
+        };
+        struct cm_raft_settings raft;
+    };
 
     char path[CM_PATH_MAX];
 
     char bind_addr[CM_ADDR_MAX]; /* as written, e.g. ":9998" or "127.0.0.1:9998" */
-    char http_ip[CM_ADDR_MAX];   /* "" means every interface */
-    uint16_t http_port;
 
-    uint32_t cluster_id;
     char region[CM_NAME_MAX];
     char unavailable_idc[CM_NAME_MAX];
     bool readonly;
@@ -50,9 +55,7 @@ struct cm_config {
 
     bool auth_enable;
     char auth_secret[256];
-    int64_t auth_max_age_s;  /* 0 = no freshness check */
-    char peer_secret[256];   /* raft peer authentication; "" = off */
-    bool peer_secret_is_api; /* the peer secret is the API secret (derived or set equal) */
+    int64_t auth_max_age_s; /* 0 = no freshness check */
 
     /* TLS on the HTTP API (and for calls to other nodes and blobnodes) */
     char tls_cert[CM_PATH_MAX];
@@ -78,23 +81,7 @@ struct cm_config {
     int64_t metric_report_interval_m;
 
     /* raft */
-    uint64_t node_id;
-    uint16_t raft_port;
-    char raft_listen_ip[CM_ADDR_MAX]; /* bind address of the raft port */
-    char raft_addr[CM_ADDR_MAX];      /* this node's raft address as peers know it */
-    char data_dir[CM_PATH_MAX];       /* raft_wal_dir */
-    struct cm_peer *peers;
-    size_t n_peers;
-    struct cm_peer *learners;
-    size_t n_learners;
-    unsigned heartbeat_ms;
-    unsigned election_ms;
-    unsigned propose_timeout_ms;
-    unsigned snapshot_threshold;
-    unsigned snapshot_trailing;
-    unsigned snapshot_min_interval_ms; /* at most one snapshot per interval */
-    unsigned max_batch_entries;        /* commands per raft_apply (group commit), 1..1024 */
-    unsigned max_reads_per_barrier;    /* reads answered per barrier, 0 = all waiting */
+    unsigned max_reads_per_barrier; /* reads answered per barrier, 0 = all waiting */
     char node_protocol[16];
 
     /* HTTP server limits */

@@ -109,7 +109,7 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
     struct cm_node *node = NULL;
-    int rc = cm_node_init(&node, &cfg, err, sizeof err);
+    int rc = cm_node_init(&node, &cfg.raft, &cfg.fsm, err, sizeof err);
     if (rc == -1) {
         CM_ERROR("node", "refusing to start: %s", err);
         fprintf(stderr, "clustermgr: refusing to start: %s\n", err);
@@ -118,6 +118,7 @@ int main(int argc, char **argv)
         cm_audit_close();
         return 1;
     }
+    cm_node_set_ext(node, CM_EXT_CONFIG, &cfg); /* cm_node_cfg, for every layer above consensus */
     /* the layers above consensus: leader jobs (their hooks run before the writes that waited
      * for a new leader), dispatch, then the HTTP front end */
     cm_jobs_init(node);
