@@ -68,7 +68,6 @@ struct cm_dispatch {
     pthread_mutex_t hint_mu;
     bool hint_ok;
     char hint_url[320];
-    atomic_bool w_legacy;                 /* a worker met a leader without the batch route */
     atomic_ullong w_forwarded, w_batches; /* folded into stats each turn */
     struct job_proposal *proposals;
 
@@ -767,6 +766,20 @@ static struct cm_httpc_req *batch_request(struct cm_dispatch *d, const char *url
     return r;
 }
 
+/* Up to one batch of the writes waiting on `from`, oldest first: at most CM_FWD_MAX_WRITES and
+ * FWD_MAX_BYTES of bodies (a first write always goes). Returns how many went to jobs[]. */
+static size_t take_batch(struct cm_jlist *from, struct cm_job **jobs)
+{
+    size_t n = 0, bytes = 0;
+    while (from->head && n < CM_FWD_MAX_WRITES &&
+           (n == 0 || bytes + from->head->body.len <= FWD_MAX_BYTES)) {
+        struct cm_job *j = cm_jlist_pop(from);
+        bytes += j->body.len;
+        jobs[n++] = j;
+    }
+    return n;
+}
+
 /* Send what waits in fwd_next to the leader, one batch per request, at most FWD_MAX_INFLIGHT
  * batches at a time. The leader proposes them with its group commit and answers each write with
  * what it would have answered the client directly. */
@@ -785,14 +798,7 @@ static void start_forward(struct cm_dispatch *d)
         }
         struct fwd_out *o = cm_malloc(sizeof *o + CM_FWD_MAX_WRITES * sizeof o->jobs[0]);
         o->d = d;
-        o->n = 0;
-        size_t bytes = 0;
-        while (d->fwd_next.head && o->n < CM_FWD_MAX_WRITES &&
-               (o->n == 0 || bytes + d->fwd_next.head->body.len <= FWD_MAX_BYTES)) {
-            j = cm_jlist_pop(&d->fwd_next);
-            bytes += j->body.len;
-            o->jobs[o->n++] = j;
-        }
+        o->n = take_batch(&d->fwd_next, o->jobs);
         for (size_t i = 0; i < o->n; i++) {
             all_remove(d, o->jobs[i]); /* the batch request carries the timeout */
             o->jobs[i]->backref = (void **)&o->jobs[i];
@@ -824,8 +830,8 @@ struct wfwd {
     uv_loop_t *loop;
     uv_check_t flush;
     struct cm_plink *link;
-    struct cm_job *head, *tail; /* writes for the next batch (qnext) */
-    char url[320];              /* where they go */
+    struct cm_jlist next; /* writes for the next batch */
+    char url[320];        /* where they go */
     unsigned inflight;
     bool closing;
 };
@@ -864,13 +870,14 @@ static void wfwd_done(struct cm_httpc_req *r)
     struct wfwd *wf = o->wf;
     wf->inflight--;
     if (!batch_results(r, o->jobs, o->n, wfwd_answer)) {
-        atomic_store(&wf->d->w_legacy, true);
+        /* a leader of an earlier release: the loop's own batch of these meets the same 404,
+         * which makes it forward one by one and stop publishing this path (publish_hint) */
         for (size_t i = 0; i < o->n; i++)
             wfwd_to_loop(wf->d, o->jobs[i]);
     }
     cm_httpc_req_free(r);
     free(o);
-    if (!wf->closing && wf->head)
+    if (!wf->closing && wf->next.head)
         uv_check_start(&wf->flush, wfwd_flush);
 }
 
@@ -878,21 +885,10 @@ static void wfwd_flush(uv_check_t *h)
 {
     struct wfwd *wf = h->data;
     struct cm_dispatch *d = wf->d;
-    while (wf->head && wf->inflight < FWD_MAX_INFLIGHT) {
+    while (wf->next.head && wf->inflight < FWD_MAX_INFLIGHT) {
         struct wfwd_out *o = cm_malloc(sizeof *o + CM_FWD_MAX_WRITES * sizeof o->jobs[0]);
         o->wf = wf;
-        o->n = 0;
-        size_t bytes = 0;
-        while (wf->head && o->n < CM_FWD_MAX_WRITES &&
-               (o->n == 0 || bytes + wf->head->body.len <= FWD_MAX_BYTES)) {
-            struct cm_job *j = wf->head;
-            wf->head = j->qnext;
-            if (wf->head == NULL)
-                wf->tail = NULL;
-            j->qnext = NULL;
-            bytes += j->body.len;
-            o->jobs[o->n++] = j;
-        }
+        o->n = take_batch(&wf->next, o->jobs);
         struct cm_httpc_req *r = batch_request(d, wf->url, o->jobs, o->n);
         r->done = wfwd_done;
         r->data = o;
@@ -907,7 +903,7 @@ static void wfwd_flush(uv_check_t *h)
             free(o);
         }
     }
-    if (wf->head == NULL || wf->inflight >= FWD_MAX_INFLIGHT)
+    if (wf->next.head == NULL || wf->inflight >= FWD_MAX_INFLIGHT)
         uv_check_stop(&wf->flush); /* wfwd_done starts it again */
 }
 
@@ -920,13 +916,10 @@ void cm_dispatch_worker_stop(void *forwarder)
 {
     struct wfwd *wf = forwarder;
     wf->closing = true;
-    struct cm_job *j = wf->head;
-    wf->head = wf->tail = NULL;
-    while (j) {
-        struct cm_job *next = j->qnext;
+    struct cm_job *j;
+    while ((j = cm_jlist_pop(&wf->next)) != NULL) {
         cm_job_set_error(j, 503, "the node is shutting down", NULL);
         wfwd_answer(j);
-        j = next;
     }
     cm_plink_close(wf->link); /* answers the batches in flight (502) */
     uv_close((uv_handle_t *)&wf->flush, wfwd_closed);
@@ -959,17 +952,12 @@ static bool worker_forward(struct cm_dispatch *d, struct cm_job *j)
     }
     if (wf->closing)
         return false;
-    if (wf->head && strcmp(wf->url, url) != 0)
+    if (wf->next.head && strcmp(wf->url, url) != 0)
         wfwd_flush(&wf->flush); /* the leader changed: what waits goes where it was meant to */
     memcpy(wf->url, url, sizeof wf->url);
     atomic_fetch_add_explicit(&d->queued, 1, memory_order_relaxed);
     j->state = CM_JOB_IN_LOOP;
-    j->qnext = NULL;
-    if (wf->tail)
-        wf->tail->qnext = j;
-    else
-        wf->head = j;
-    wf->tail = j;
+    cm_jlist_push(&wf->next, j);
     uv_check_start(&wf->flush, wfwd_flush);
     return true;
 }
@@ -978,8 +966,6 @@ static bool worker_forward(struct cm_dispatch *d, struct cm_job *j)
 static void publish_hint(struct cm_dispatch *d)
 {
     struct cm_node *n = d->node;
-    if (atomic_exchange(&d->w_legacy, false))
-        note_legacy(d);
     d->stats.forwarded += atomic_exchange(&d->w_forwarded, 0);
     d->stats.forward_batches += atomic_exchange(&d->w_batches, 0);
     bool ok = false;
