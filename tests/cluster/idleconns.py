@@ -86,6 +86,8 @@ def open_idle(addr, n, batch=500, quiet=False):
             fresh.append(s)
         ok, bad = one_request_each(fresh)
         if bad:
+            for s in fresh + socks:
+                s.close()
             raise RuntimeError(f"{bad} of {k} new connections got no answer "
                                f"(with {len(socks)} open)")
         socks += fresh
