@@ -23,6 +23,7 @@
 #include "../http/errors.h"
 #include "../http/router.h"
 #include "../security/auth.h"
+#include "../util/wake.h"
 #include "../util/json.h"
 #include "../util/log.h"
 #include "../util/timeutil.h"
@@ -43,7 +44,7 @@ struct cm_dispatch {
     const struct cm_config *cfg;
     struct cm_httpc *httpc;
     struct cm_plink *plink; /* to other members over plain HTTP, on the loop itself */
-    uv_async_t wake;
+    struct cm_wake wake;
     atomic_uint queued; /* jobs handed to the loop and not yet answered */
     void (*quiesce)(void *arg);
     void *quiesce_arg;
@@ -221,7 +222,7 @@ int cm_node_submit(struct cm_node *n, struct cm_job *j)
         d->q_head = j;
     d->q_tail = j;
     pthread_mutex_unlock(&d->qlock);
-    uv_async_send(&d->wake);
+    cm_wake_send(&d->wake);
     return CM_SUBMIT_OK;
 }
 
@@ -236,7 +237,7 @@ static struct cm_job *take_queue(struct cm_dispatch *d, bool close)
     return j;
 }
 
-static void on_wake(uv_async_t *a)
+static void on_wake(struct cm_wake *a)
 {
     struct cm_dispatch *d = a->data;
     struct cm_job *j = take_queue(d, false);
@@ -1338,7 +1339,11 @@ void cm_dispatch_init(struct cm_node *n)
     d->plink = cm_plink_new(cm_node_loop(n));
     if (d->cfg->tls_cert[0])
         cm_httpc_set_tls(d->httpc, d->cfg->tls_ca, d->cfg->tls_cert, d->cfg->tls_key);
-    uv_async_init(cm_node_loop(n), &d->wake, on_wake);
+    int rc = cm_wake_init(cm_node_loop(n), &d->wake, on_wake);
+    if (rc != 0) {
+        CM_ERROR("node", "cannot start: no eventfd for the request queue: %s", uv_strerror(rc));
+        exit(1);
+    }
     d->wake.data = d;
     cm_node_set_ext(n, CM_EXT_DISPATCH, d);
     cm_node_set_upper(n, &(struct cm_node_upper){.turn = on_turn,
@@ -1370,6 +1375,7 @@ void cm_dispatch_free(struct cm_node *n)
         free(jp);
     }
     cm_node_set_ext(n, CM_EXT_DISPATCH, NULL);
+    cm_wake_close(&d->wake);
     pthread_mutex_destroy(&d->qlock);
     pthread_mutex_destroy(&d->hint_mu);
     free(d);

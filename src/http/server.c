@@ -39,6 +39,7 @@
 #include "../util/log.h"
 #include "../util/map.h"
 #include "../util/timeutil.h"
+#include "../util/wake.h"
 #include "errors.h"
 #include "router.h"
 #include "stats.h"
@@ -50,8 +51,11 @@
 #define BODY_BUDGET_BYTES (256ull << 20)
 #define READ_CHUNK (64 * 1024)
 #define STREAM_CHUNK (64 * 1024)
-/* Bytes of later (pipelined) requests a connection buffers while one is out. */
+/* Bytes of later (pipelined) requests a connection buffers while one is out. The socket is
+ * still read while a request is out (stopping and restarting it costs two epoll_ctl calls per
+ * request); past PIPELINE_PAUSE it is not, until the answer is written. */
 #define PIPELINE_MAX (1u << 20)
+#define PIPELINE_PAUSE (256u << 10)
 
 struct worker;
 
@@ -76,6 +80,7 @@ struct cm_conn {
     struct cm_buf in;
     size_t in_off;
     bool busy;        /* a request is out (in the loop or being answered): parse nothing */
+    bool read_paused; /* the socket is not read (uv_read_stop) until the answer is written */
     bool close_after; /* close once the response is written */
     bool closed;      /* uv_close called */
     bool job_out;     /* the job is in the node's loop: the connection waits for it */
@@ -92,6 +97,8 @@ struct cm_conn {
     uint64_t last_ms;
     size_t last_wq;                /* bytes queued for writing at the last sweep */
     struct cm_conn *lprev, *lnext; /* the worker's connections, least recently active first */
+    struct cm_conn *sprev, *snext; /* on the worker's `soon` list: a write finished at once */
+    bool in_soon;
 };
 
 struct worker {
@@ -101,10 +108,17 @@ struct worker {
     uv_loop_t loop;
     uv_tcp_t listener;
     bool listening;
-    uv_async_t wake;
+    struct cm_wake wake;
     uv_timer_t sweep;
     pthread_mutex_t mu;
     struct cm_job *done_head, *done_tail; /* jobs the loop gave back */
+    /* Work for later in this loop turn, without a wake-up: connections whose write finished
+     * at once (uv_try_write) and jobs answered on this thread (forwarded writes). Run by
+     * `soon_check` after the poll phase, or by `soon_idle` before it when queued elsewhere. */
+    uv_check_t soon_check;
+    uv_idle_t soon_idle;
+    struct cm_conn *soon_head, *soon_tail;
+    struct cm_job *own_head, *own_tail;
     bool quiesce, stop;
     void *svc; /* the dispatch layer's forwarder on this loop (cm_dispatch_worker_stop) */
     struct cm_conn *lhead, *ltail;
@@ -401,8 +415,25 @@ static bool ip_acquire(struct cm_http *h, const char *ip)
     return ok;
 }
 
+static void soon_unlink(struct worker *w, struct cm_conn *c)
+{
+    if (!c->in_soon)
+        return;
+    if (c->sprev)
+        c->sprev->snext = c->snext;
+    else
+        w->soon_head = c->snext;
+    if (c->snext)
+        c->snext->sprev = c->sprev;
+    else
+        w->soon_tail = c->sprev;
+    c->sprev = c->snext = NULL;
+    c->in_soon = false;
+}
+
 static void conn_free(struct cm_conn *c)
 {
+    soon_unlink(c->w, c);
     cm_buf_free(&c->tls_in);
     cm_buf_free(&c->tls_out);
     cm_buf_free(&c->url);
@@ -449,6 +480,42 @@ struct wreq {
 static void stream_next(struct cm_conn *c);
 static void request_done(struct cm_conn *c);
 
+static void run_soon(struct worker *w);
+
+static void on_soon_check(uv_check_t *h)
+{
+    run_soon(h->data);
+}
+
+static void on_soon_idle(uv_idle_t *h)
+{
+    run_soon(h->data);
+}
+
+/* Have run_soon called in this loop turn: after the poll phase if that is where we are, or
+ * before it (the idle handle also keeps the poll from blocking meanwhile). */
+static void soon_start(struct worker *w)
+{
+    if (uv_is_closing((uv_handle_t *)&w->soon_check))
+        return; /* stopping: worker_main runs what is left */
+    uv_check_start(&w->soon_check, on_soon_check);
+    uv_idle_start(&w->soon_idle, on_soon_idle);
+}
+
+/* What follows a finished write: the next piece of a stream, or the next request. */
+static void after_write(struct cm_conn *c)
+{
+    if (c->closed)
+        return;
+    touch(c);
+    if (c->writes > 0 || !c->responding)
+        return; /* more to come, or an interim write (100 Continue, TLS handshake) */
+    if (c->streaming)
+        stream_next(c);
+    else
+        request_done(c);
+}
+
 static void on_written(uv_write_t *req, int status)
 {
     struct wreq *wr = (struct wreq *)req;
@@ -463,30 +530,66 @@ static void on_written(uv_write_t *req, int status)
         conn_close(c);
         return;
     }
-    touch(c);
-    if (c->writes > 0 || !c->responding)
-        return; /* more to come, or an interim write (100 Continue, TLS handshake) */
-    if (c->streaming)
-        stream_next(c);
-    else
-        request_done(c);
+    after_write(c);
 }
 
-/* Queue bytes on the socket; takes ownership of a and b (either may be NULL). */
+/* Queue bytes on the socket; takes ownership of a and b (either may be NULL). Most answers fit
+ * the socket buffer: they are written at once, and what follows runs later in this loop turn
+ * (a uv_write would make libuv re-arm the socket in epoll after every answer). */
 static void raw_write(struct cm_conn *c, char *a, size_t alen, char *b, size_t blen)
 {
-    struct wreq *wr = cm_calloc(1, sizeof *wr);
-    wr->c = c;
-    wr->bufs[0] = a;
-    wr->bufs[1] = b;
     uv_buf_t bufs[2];
     unsigned n = 0;
     if (a && alen)
         bufs[n++] = uv_buf_init(a, (unsigned)alen);
     if (b && blen)
         bufs[n++] = uv_buf_init(b, (unsigned)blen);
+    if (n == 0) {
+        free(a);
+        free(b);
+        conn_close(c);
+        return;
+    }
+    size_t total = 0;
+    for (unsigned k = 0; k < n; k++)
+        total += bufs[k].len;
+    int done = 0;
+    if (c->writes == 0 && !c->closed)
+        done = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    if (done < 0)
+        done = 0; /* EAGAIN, or an error uv_write reports below */
+    if ((size_t)done == total) {
+        free(a);
+        free(b);
+        if (!c->in_soon) {
+            struct worker *w = c->w;
+            c->in_soon = true;
+            c->snext = NULL;
+            c->sprev = w->soon_tail;
+            if (w->soon_tail)
+                w->soon_tail->snext = c;
+            else
+                w->soon_head = c;
+            w->soon_tail = c;
+            soon_start(w);
+        }
+        return;
+    }
+    /* skip what went out */
+    size_t skip = (size_t)done;
+    unsigned first = 0;
+    while (skip >= bufs[first].len) {
+        skip -= bufs[first].len;
+        first++;
+    }
+    bufs[first].base += skip;
+    bufs[first].len -= skip;
+    struct wreq *wr = cm_calloc(1, sizeof *wr);
+    wr->c = c;
+    wr->bufs[0] = a;
+    wr->bufs[1] = b;
     c->writes++;
-    if (n == 0 || uv_write(&wr->req, (uv_stream_t *)&c->tcp, bufs, n, on_written) != 0) {
+    if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, bufs + first, n - first, on_written) != 0) {
         c->writes--;
         free(a);
         free(b);
@@ -715,8 +818,10 @@ static void request_done(struct cm_conn *c)
     if (HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED)
         http_parser_pause(&c->parser, 0);
     parse_pending(c);
-    if (!c->closed && !c->busy)
+    if (!c->closed && !c->busy && c->read_paused) {
+        c->read_paused = false;
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
 }
 
 /* Answer the current request now (status and body set on the job) and stop parsing. */
@@ -1035,8 +1140,10 @@ static void parse_pending(struct cm_conn *c)
         c->in.len -= c->in_off;
         c->in_off = 0;
     }
-    if (c->busy && !c->closed)
+    if (c->busy && !c->closed && !c->read_paused && c->in.len - c->in_off >= PIPELINE_PAUSE) {
+        c->read_paused = true;
         uv_read_stop((uv_stream_t *)&c->tcp);
+    }
 }
 
 static void feed(struct cm_conn *c, const char *data, size_t len)
@@ -1095,7 +1202,7 @@ static void tls_read(struct cm_conn *c, const char *data, size_t len)
             break;
         if (r <= 0) { /* 0: close_notify */
             tls_flush(c);
-            if (c->job_out || c->writes)
+            if (c->busy || c->job_out || c->writes)
                 c->close_after = true;
             else
                 conn_close(c);
@@ -1140,6 +1247,7 @@ static void linger(struct cm_conn *c)
         conn_close(c);
         return;
     }
+    c->read_paused = false;
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
@@ -1156,9 +1264,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread < 0) {
-        if (c->job_out || c->writes) {
+        if (c->busy || c->job_out || c->writes) {
             /* the client is gone or half-closed; the answer is written if it can be */
             uv_read_stop(s);
+            c->read_paused = true;
             c->close_after = true;
             return;
         }
@@ -1258,10 +1367,21 @@ static void on_connection(uv_stream_t *server, int status)
 /* ------------------------------------------------------------------------------------------ */
 /* jobs coming back from the loop, timers, the worker thread                                   */
 
+static _Thread_local struct worker *tl_worker; /* the worker whose thread this is */
+
 void cm_http_resume(struct cm_job *j)
 {
     struct worker *w = j->conn->w;
     j->qnext = NULL;
+    if (w == tl_worker) { /* answered on this worker's own thread: no wake-up needed */
+        if (w->own_tail)
+            w->own_tail->qnext = j;
+        else
+            w->own_head = j;
+        w->own_tail = j;
+        soon_start(w);
+        return;
+    }
     pthread_mutex_lock(&w->mu);
     if (w->done_tail)
         w->done_tail->qnext = j;
@@ -1269,7 +1389,7 @@ void cm_http_resume(struct cm_job *j)
         w->done_head = j;
     w->done_tail = j;
     pthread_mutex_unlock(&w->mu);
-    uv_async_send(&w->wake);
+    cm_wake_send(&w->wake);
 }
 
 static void close_listener(struct worker *w)
@@ -1292,7 +1412,43 @@ static void walk_close(uv_handle_t *hd, void *arg)
     uv_close(hd, NULL);
 }
 
-static void on_wake(uv_async_t *a)
+/* A job is back from the node's loop (or from this worker's forwarder): answer it. */
+static void job_back(struct cm_job *j)
+{
+    struct cm_conn *c = j->conn;
+    c->job_out = false;
+    if (c->closed) { /* the connection went away while the loop held the job */
+        c->job = NULL;
+        finish_job(c, j);
+        conn_free(c);
+    } else
+        send_response(c, j);
+}
+
+/* The work soon_start asked for, until none is left. */
+static void run_soon(struct worker *w)
+{
+    for (;;) {
+        struct cm_job *j = w->own_head;
+        if (j) {
+            w->own_head = j->qnext;
+            if (w->own_head == NULL)
+                w->own_tail = NULL;
+            j->qnext = NULL;
+            job_back(j);
+            continue;
+        }
+        struct cm_conn *c = w->soon_head;
+        if (c == NULL)
+            break;
+        soon_unlink(w, c);
+        after_write(c);
+    }
+    uv_check_stop(&w->soon_check);
+    uv_idle_stop(&w->soon_idle);
+}
+
+static void on_wake(struct cm_wake *a)
 {
     struct worker *w = a->data;
     pthread_mutex_lock(&w->mu);
@@ -1309,16 +1465,11 @@ static void on_wake(uv_async_t *a)
     pthread_mutex_unlock(&w->mu);
     while (j) {
         struct cm_job *next = j->qnext;
-        struct cm_conn *c = j->conn;
-        c->job_out = false;
-        if (c->closed) { /* the connection went away while the loop held the job */
-            c->job = NULL;
-            finish_job(c, j);
-            conn_free(c);
-        } else
-            send_response(c, j);
+        job_back(j);
         j = next;
     }
+    if (stop)
+        run_soon(w);
     if (quiesce || stop)
         close_listener(w);
     if (stop)
@@ -1349,9 +1500,11 @@ static void *worker_main(void *arg)
     char name[16];
     snprintf(name, sizeof name, "cm-http-%u", w->index);
     pthread_setname_np(pthread_self(), name);
+    tl_worker = w;
     uv_run(&w->loop, UV_RUN_DEFAULT);
     /* jobs given back after the last wake: their connections are closed */
     on_wake(&w->wake);
+    run_soon(w);
     uv_run(&w->loop, UV_RUN_NOWAIT);
     return NULL;
 }
@@ -1511,15 +1664,19 @@ int cm_http_start(struct cm_http **out, struct cm_node *node, const struct cm_co
         pthread_mutex_init(&w->mu, NULL);
         uv_loop_init(&w->loop);
         w->loop.data = w;
-        uv_async_init(&w->loop, &w->wake, on_wake);
+        int wr = cm_wake_init(&w->loop, &w->wake, on_wake);
         w->wake.data = w;
         uv_timer_init(&w->loop, &w->sweep);
         w->sweep.data = w;
         uv_timer_start(&w->sweep, on_sweep, 1000, 1000);
+        uv_check_init(&w->loop, &w->soon_check);
+        w->soon_check.data = w;
+        uv_idle_init(&w->loop, &w->soon_idle);
+        w->soon_idle.data = w;
         uv_tcp_init(&w->loop, &w->listener);
         w->listener.data = w;
-        int fd = dup(h->listen_fd);
-        int r = fd < 0 ? -errno : uv_tcp_open(&w->listener, fd);
+        int fd = wr != 0 ? -1 : dup(h->listen_fd);
+        int r = wr != 0 ? wr : fd < 0 ? -errno : uv_tcp_open(&w->listener, fd);
         if (r == 0)
             r = uv_listen((uv_stream_t *)&w->listener, 4096, on_connection);
         if (r != 0) {
@@ -1553,7 +1710,7 @@ static void signal_workers(struct cm_http *h, bool stop)
         else
             w->quiesce = true;
         pthread_mutex_unlock(&w->mu);
-        uv_async_send(&w->wake);
+        cm_wake_send(&w->wake);
     }
 }
 
@@ -1575,6 +1732,7 @@ void cm_http_stop(struct cm_http *h)
             uv_run(&w->loop, UV_RUN_DEFAULT);
         }
         uv_loop_close(&w->loop);
+        cm_wake_close(&w->wake);
         pthread_mutex_destroy(&w->mu);
     }
     if (h->listen_fd >= 0)
