@@ -50,6 +50,8 @@ struct req {
 struct client {
     struct sim *s;
     CURLM *multi;
+    int epfd;            /* curl's sockets (CURLMOPT_SOCKETFUNCTION) */
+    int64_t timer_at_ms; /* when curl wants CURL_SOCKET_TIMEOUT; -1: no timer */
     int inflight;
     struct req *live;                /* every request in flight */
     struct shost *rq_head, *rq_tail; /* hosts with something to send, in arrival order */
