@@ -204,10 +204,17 @@ int cm_node_submit(struct cm_node *n, struct cm_job *j)
     struct cm_dispatch *d = dispatch_of(n);
     if (d == NULL)
         return CM_SUBMIT_STOPPING;
-    if (atomic_load_explicit(&d->queued, memory_order_relaxed) >= d->cfg->max_queued_requests)
-        return CM_SUBMIT_BUSY;
-    if (worker_forward(d, j))
+    bool busy =
+        atomic_load_explicit(&d->queued, memory_order_relaxed) >= d->cfg->max_queued_requests;
+    if (!busy && worker_forward(d, j))
         return CM_SUBMIT_OK;
+    if (j->args_later) { /* not going to the leader as it is: parsed here, before the 503 */
+        j->args_later = false;
+        if (j->route->parse && j->route->parse(j) != 0)
+            return CM_SUBMIT_ANSWERED;
+    }
+    if (busy)
+        return CM_SUBMIT_BUSY;
     pthread_mutex_lock(&d->qlock);
     if (d->q_closed) {
         pthread_mutex_unlock(&d->qlock);
@@ -856,8 +863,10 @@ static void wfwd_to_loop(struct cm_dispatch *d, struct cm_job *j)
 {
     atomic_fetch_sub_explicit(&d->queued, 1, memory_order_relaxed);
     j->worker_slot = NULL; /* not this way again */
-    if (cm_node_submit(d->node, j) != CM_SUBMIT_OK) {
-        cm_job_set_error(j, 503, "the node is shutting down", NULL);
+    int sub = cm_node_submit(d->node, j);
+    if (sub != CM_SUBMIT_OK) {
+        if (sub != CM_SUBMIT_ANSWERED)
+            cm_job_set_error(j, 503, "the node is shutting down", NULL);
         j->state = CM_JOB_REPLIED;
         cm_http_resume(j);
     }

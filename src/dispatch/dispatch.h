@@ -42,8 +42,9 @@ struct cm_httpc *cm_node_httpc(struct cm_node *n);
 
 /* Any thread: hand a job to the loop. Returns CM_SUBMIT_OK, or CM_SUBMIT_BUSY when too many
  * requests already wait on the loop (http.max_queued_requests), or CM_SUBMIT_STOPPING when the
- * node is shutting down; the caller then answers the job itself. */
-enum { CM_SUBMIT_OK = 0, CM_SUBMIT_BUSY = 1, CM_SUBMIT_STOPPING = 2 };
+ * node is shutting down, or CM_SUBMIT_ANSWERED when the job's arguments (args_later) did not
+ * parse: its answer (a 4xx) is set. The caller then answers the job itself. */
+enum { CM_SUBMIT_OK = 0, CM_SUBMIT_BUSY = 1, CM_SUBMIT_STOPPING = 2, CM_SUBMIT_ANSWERED = 3 };
 int cm_node_submit(struct cm_node *n, struct cm_job *j);
 /* A write a follower's front end reads goes to the leader from the HTTP worker that read it
  * (batched per turn of that worker's loop, over a pipelined connection of that loop), not

@@ -69,6 +69,9 @@ struct cm_job {
     bool internal;      /* node-to-node request */
     int hops;           /* X-Clustermgr-Hops: forwards so far */
     void *args;         /* parsed arguments, owned */
+    /* Not parsed yet: the front end left route->parse of a write to cm_node_submit, which
+     * parses only when the write does not go to the leader unparsed (the leader parses it). */
+    bool args_later;
     void (*args_free)(void *);
     uint64_t start_us;
     uint64_t id;

@@ -1065,7 +1065,10 @@ static int on_message_complete(http_parser *p)
         return 0;
     if (!http_should_keep_alive(p))
         c->close_after = true;
-    if (j->status || (j->route->parse && j->route->parse(j) != 0)) {
+    /* A write's arguments are parsed by cm_node_submit unless the write goes to the leader as
+     * it is (the leader parses it then, and answers a bad one as this node would have). */
+    j->args_later = (j->route->flags & (CM_R_WRITE | CM_R_INLINE)) == CM_R_WRITE;
+    if (j->status || (!j->args_later && j->route->parse && j->route->parse(j) != 0)) {
         answer(c);
         return 0;
     }
@@ -1080,7 +1083,9 @@ static int on_message_complete(http_parser *p)
     int sub = cm_node_submit(h->node, j);
     if (sub != CM_SUBMIT_OK) {
         c->job_out = false;
-        if (sub == CM_SUBMIT_BUSY) {
+        if (sub == CM_SUBMIT_ANSWERED)
+            ; /* its arguments did not parse: the 4xx is set */
+        else if (sub == CM_SUBMIT_BUSY) {
             cm_job_set_error(j, 503, "the node is overloaded: too many requests in flight; retry",
                              NULL);
             cm_job_add_header(j, "Retry-After", "1");

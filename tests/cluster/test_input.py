@@ -150,3 +150,25 @@ def test_null_body_means_no_arguments(cluster3):
     assert (r.status_code, r.json()) == (400, {"error": "unexpected end of JSON input", "code": "Argument"})
     r = cluster3.post(1, "/config/set", "5")
     assert r.status_code == 400 and "object" in r.json()["error"]
+
+
+def test_a_follower_answers_bad_writes_as_the_leader_does(cluster3):
+    # a follower hands a write to the leader unparsed (the leader parses it): its answer to bad
+    # input is the leader's, byte for byte, and no bad write changes anything
+    lid = cluster3.wait_leader()
+    f = next(i for i in (1, 2, 3) if i != lid)
+    cases = [("/config/set", b'{"key":'), ("/config/set", b"[1,2]"), ("/config/set", b"\xff\xfe"),
+             ("/config/set", b'{"key":"a\\u0000b","value":"b"}'), ("/kv/set", b'{"key":1}'),
+             ("/kv/set", b'{"key":"k","value":"not base64!"}'), ("/disk/heartbeat", b'{"disks":5}'),
+             ("/disk/heartbeat", b'{"disks":[{"disk_id":"x"}]}'), ("/bid/alloc", b"null"),
+             ("/member/add", b'{"peer_id":-1,"host":"1.2.3.4:5","member_type":1}')]
+    before = cluster3.get(lid, "/kv/get/k")
+    for path, body in cases:
+        a = cluster3.post(lid, path, body)
+        b = cluster3.post(f, path, body)
+        assert a.status_code >= 400, (path, body, a.status_code, a.text)
+        assert (b.status_code, b.headers.get("Content-Type"), b.content) == \
+            (a.status_code, a.headers.get("Content-Type"), a.content), (path, body)
+    assert cluster3.get(lid, "/kv/get/k").status_code == before.status_code
+    for i in (1, 2, 3):
+        assert cluster3.get(i, "/readyz").status_code == 200
