@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "cluster"))
 from cmcluster import Cluster  # noqa: E402
-from drive import PLACEMENT_HELP, PLACEMENTS, run_rows, targets_of  # noqa: E402
+from drive import PLACEMENT_HELP, PLACEMENTS, print_spread_ratios, run_rows, targets_of  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -27,6 +27,8 @@ def main():
     ap.add_argument("--kills", type=int, default=5)
     ap.add_argument("--build", default=os.environ.get("CM_BUILD", "build"))
     ap.add_argument("--placement", choices=PLACEMENTS, default="both", help=PLACEMENT_HELP)
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs of each row, the targets taking turns; the median is shown")
     args = ap.parse_args()
     binary = os.path.join(HERE, "..", args.build, "clustermgr")
     c = Cluster(nodes=3, binary=binary, log_level="warn")
@@ -37,7 +39,7 @@ def main():
         targets = targets_of(c, args.placement, lid, follower)
         workloads = (("config/set", "config_set"), ("config/get (linearizable)", "config_get"))
         rows = run_rows(targets, workloads, [int(x) for x in args.clients.split(",")],
-                        args.duration)
+                        args.duration, args.repeat)
         times = []
         for k in range(args.kills):
             lid = c.wait_leader()
@@ -54,6 +56,8 @@ def main():
         for name, clients, r in rows:
             print(f"| {name} | {clients} | {r['ops']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
                   f"{r['p999_ms']:.2f} | {int(r['errors'])} |")
+        print()
+        print_spread_ratios(rows)
         if times:
             print(f"\nkill -9 leader -> new leader: median {statistics.median(times):.2f} s, "
                   f"max {max(times):.2f} s over {len(times)} kills")

@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "cluster"))
 sys.path.insert(0, os.path.dirname(__file__))
-from drive import PLACEMENT_HELP, PLACEMENTS, run_rows, targets_of  # noqa: E402
+from drive import PLACEMENT_HELP, PLACEMENTS, print_spread_ratios, run_rows, targets_of  # noqa: E402
 from cmcluster import Cluster  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -24,6 +24,8 @@ def main():
     ap.add_argument("--clients", default="64")
     ap.add_argument("--build", default=os.environ.get("CM_BUILD", "build"))
     ap.add_argument("--placement", choices=PLACEMENTS, default="both", help=PLACEMENT_HELP)
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs of each row, the targets taking turns; the median is shown")
     args = ap.parse_args()
     binary = os.path.join(HERE, "..", args.build, "clustermgr")
     c = Cluster(nodes=3, binary=binary, log_level="warn")
@@ -36,13 +38,15 @@ def main():
         workloads = (("bid/alloc", "bid_alloc"), ("kv/set", "kv_set_unique"),
                      ("kv/get (linearizable)", "kv_get_one"))
         rows = run_rows(targets, workloads, [int(x) for x in args.clients.split(",")],
-                        args.duration)
+                        args.duration, args.repeat)
         print()
         print("| workload | clients | ops/s | p50 ms | p99 ms | p99.9 ms | errors |")
         print("|---|---|---|---|---|---|---|")
         for name, clients, r in rows:
             print(f"| {name} | {clients} | {r['ops']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
                   f"{r['p999_ms']:.2f} | {int(r['errors'])} |")
+        print()
+        print_spread_ratios(rows)
     finally:
         c.shutdown()
 

@@ -102,17 +102,50 @@ def targets_of(cluster, placement, lid, follower):
     return out
 
 
-def run_rows(targets, workloads, clients_list, duration):
+def median_run(runs, key="ops"):
+    """The run with the median `key` (the lower middle one of an even count), with every run's
+    figure in r["runs"]."""
+    order = sorted(runs, key=lambda r: r[key])
+    r = dict(order[(len(order) - 1) // 2])
+    r["runs"] = [x[key] for x in runs]
+    return r
+
+
+def run_rows(targets, workloads, clients_list, duration, repeat=1):
     """Each workload (name, WORKLOADS name) at each target (name, url) and client count: rows of
-    (name, clients, result), with progress on stdout."""
+    (name, clients, result), with progress on stdout. With repeat > 1 the targets take turns,
+    run after run, and each row is the median run (its r["runs"]: every run's ops/s)."""
     rows = []
     for clients in clients_list:
         for wname, workload in workloads:
-            for tname, url in targets:
-                name = f"{wname} {tname}"
-                print(f"running {name} with {clients} client(s) for {duration}s...", flush=True)
-                r = load(url, workload, clients, duration)
-                rows.append((name, clients, r))
-                print(f"  ops/s {r['ops']:.0f}  p50 {r['p50_ms']:.2f} ms  p99 "
-                      f"{r['p99_ms']:.2f} ms  errors {int(r['errors'])}", flush=True)
+            runs = {tname: [] for tname, _ in targets}
+            for rep in range(repeat):
+                for tname, url in targets:
+                    name = f"{wname} {tname}"
+                    print(f"running {name} with {clients} client(s) for {duration}s"
+                          f"{f' (run {rep + 1} of {repeat})' if repeat > 1 else ''}...", flush=True)
+                    r = load(url, workload, clients, duration)
+                    runs[tname].append(r)
+                    print(f"  ops/s {r['ops']:.0f}  p50 {r['p50_ms']:.2f} ms  p99 "
+                          f"{r['p99_ms']:.2f} ms  errors {int(r['errors'])}", flush=True)
+            for tname, _ in targets:
+                rows.append((f"{wname} {tname}", clients, median_run(runs[tname])))
     return rows
+
+
+def print_spread_ratios(rows, key="ops"):
+    """One line per workload measured both ways: spread over every member / via the leader."""
+    by = {(name, c): r for name, c, r in rows}
+    for (name, c), r in by.items():
+        if not name.endswith(" spread over every member"):
+            continue
+        lead = by.get((name.replace(" spread over every member", " via the leader"), c))
+        if lead and lead[key]:
+            w = name.replace(" spread over every member", "")
+            runs = f" (runs: spread {fmt_runs(r)}; leader {fmt_runs(lead)})" if len(r["runs"]) > 1 else ""
+            print(f"{w}, {c} clients: spread over every member {r[key] / lead[key] * 100:.0f} % "
+                  f"of via the leader{runs}")
+
+
+def fmt_runs(r):
+    return ", ".join(f"{x:.0f}" for x in r["runs"])
