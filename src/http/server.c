@@ -118,7 +118,7 @@ struct worker {
     uv_check_t soon_check;
     uv_idle_t soon_idle;
     struct cm_conn *soon_head, *soon_tail;
-    struct cm_job *own_head, *own_tail;
+    struct cm_jlist own;
     bool quiesce, stop;
     void *svc; /* the dispatch layer's forwarder on this loop (cm_dispatch_worker_stop) */
     struct cm_conn *lhead, *ltail;
@@ -1379,11 +1379,7 @@ void cm_http_resume(struct cm_job *j)
     struct worker *w = j->conn->w;
     j->qnext = NULL;
     if (w == tl_worker) { /* answered on this worker's own thread: no wake-up needed */
-        if (w->own_tail)
-            w->own_tail->qnext = j;
-        else
-            w->own_head = j;
-        w->own_tail = j;
+        cm_jlist_push(&w->own, j);
         soon_start(w);
         return;
     }
@@ -1434,12 +1430,8 @@ static void job_back(struct cm_job *j)
 static void run_soon(struct worker *w)
 {
     for (;;) {
-        struct cm_job *j = w->own_head;
+        struct cm_job *j = cm_jlist_pop(&w->own);
         if (j) {
-            w->own_head = j->qnext;
-            if (w->own_head == NULL)
-                w->own_tail = NULL;
-            j->qnext = NULL;
             job_back(j);
             continue;
         }
