@@ -282,6 +282,18 @@ static void on_written(uv_write_t *w, int status)
 
 static void write_bytes(struct pl_conn *c, const char *p, size_t len)
 {
+    /* Most requests fit the socket buffer: written at once, with no copy and no libuv write
+     * request (whose completion re-arms the socket in epoll). The rest is queued below. */
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
+        uv_buf_t now = uv_buf_init((char *)p, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &now, 1);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+        }
+        if (len == 0)
+            return;
+    }
     struct pl_write *w = cm_malloc(sizeof *w + len);
     memcpy(w->data, p, len);
     uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
