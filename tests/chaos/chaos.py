@@ -1263,8 +1263,25 @@ def converge(cc, anomalies, what, timeout=90):
         except (requests.RequestException, ValueError, KeyError):
             pass
         time.sleep(0.3)
-    anomalies.add("liveness", f"{what}: nodes did not converge within {timeout}s: {last}")
+    anomalies.add("liveness", f"{what}: nodes did not converge within {timeout}s: {last}; "
+                  f"{replication_view(cc)}")
     return last
+
+
+def replication_view(cc):
+    """What the leader knows of each member's replication (for a liveness anomaly)."""
+    try:
+        lid = cc.leader()
+        if not lid:
+            return "no leader"
+        peers = cc.stat(lid).get("peers", [])
+        return f"leader {lid} sees " + "; ".join(
+            f"{p.get('id')}: match {p.get('match')} next {p.get('next')} {p.get('state')}"
+            f"{' paused' if p.get('paused') else ''}"
+            f"{' snapshot ' + str(p.get('pendingSnapshot')) if p.get('pendingSnapshot') else ''}"
+            f"{'' if p.get('active') else ' inactive'}" for p in peers)
+    except (requests.RequestException, ValueError, KeyError) as e:
+        return f"the leader's view is unavailable: {e}"
 
 
 # ---------------------------------------------------------------------------------------------
