@@ -25,7 +25,7 @@ import requests
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "cluster"))
 from cmcluster import Cluster  # noqa: E402
-from drive import PLACEMENT_HELP, PLACEMENTS, fmt_runs, median_run, placements  # noqa: E402
+from drive import PLACEMENT_HELP, PLACEMENTS, median_run, placements, spread_ratio_line  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -168,13 +168,9 @@ def main():
         by = {(name, conc): r for name, conc, r in rows}
         for (name, conc), r in by.items():
             lead = by.get(("all to the leader", conc))
-            if name == "spread over the 3 nodes" and lead and lead["heartbeats_per_s"]:
-                runs = ""
-                if len(r["runs"]) > 1:
-                    runs = (f" (runs: spread {fmt_runs(r)}; leader {fmt_runs(lead)})")
-                print(f"\nheartbeats, {conc} in flight: spread over the 3 nodes "
-                      f"{r['heartbeats_per_s'] / lead['heartbeats_per_s'] * 100:.0f} % of all to "
-                      f"the leader{runs}")
+            if name == "spread over the 3 nodes" and lead:
+                print("\n" + spread_ratio_line(f"heartbeats, {conc} in flight", r, lead,
+                                               "heartbeats_per_s", name, "all to the leader"))
         print("\nRSS after the capacity runs (10,000 disks): "
               + ", ".join(f"node {i + 1} {m:.0f} MiB" for i, m in enumerate(rss_cap)))
     if sc:

@@ -140,11 +140,20 @@ def print_spread_ratios(rows, key="ops"):
         if not name.endswith(" spread over every member"):
             continue
         lead = by.get((name.replace(" spread over every member", " via the leader"), c))
-        if lead and lead[key]:
-            w = name.replace(" spread over every member", "")
-            runs = f" (runs: spread {fmt_runs(r)}; leader {fmt_runs(lead)})" if len(r["runs"]) > 1 else ""
-            print(f"{w}, {c} clients: spread over every member {r[key] / lead[key] * 100:.0f} % "
-                  f"of via the leader{runs}")
+        if lead:
+            print(spread_ratio_line(f"{name.replace(' spread over every member', '')}, {c} "
+                                    "clients", r, lead, key, "spread over every member",
+                                    "via the leader"))
+
+
+def spread_ratio_line(what, spread, lead, key, spread_name, lead_name):
+    """`what: <spread_name> N % of <lead_name>`, with every run's figure when there are several."""
+    if not lead[key]:
+        return f"{what}: {lead_name} measured nothing"
+    runs = ""
+    if len(spread.get("runs", [])) > 1:
+        runs = f" (runs: spread {fmt_runs(spread)}; leader {fmt_runs(lead)})"
+    return f"{what}: {spread_name} {spread[key] / lead[key] * 100:.0f} % of {lead_name}{runs}"
 
 
 def fmt_runs(r):
